@@ -1,0 +1,271 @@
+"""Second derivatives of the cross-entropy loss of an MLP (chapter "Second derivatives in practice").
+
+All functions use the mean over samples of the per-sample cross-entropy of the
+softmax of the model's logits, and return arrays aligned with
+``model.trainable_weights``.
+
+Why the exact diagonal is cheap: write the logits as f(u). The Hessian is
+``J^T A J + sum_i (dE/df_i) d2f_i/du2`` with ``A = diag(p) - p p^T``. For a
+ReLU network each logit is piecewise linear in any *single* weight, so the
+second term has a zero diagonal and ``diag(H) = diag(J^T A J)``, the
+Gauss-Newton diagonal. Factor ``A = B B^T`` with columns
+``B[:, c] = sqrt(p_c) (e_c - p)``; then ``H_kk = sum_c (J_k . B[:, c])^2``.
+Backpropagating the ten columns of B at once and using that a Dense weight's
+per-sample gradient is an outer product ``a_j delta_k`` gives the diagonal in
+about the cost of two gradient passes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from helpers import network
+
+METHODS = ("exact", "lecun", "fisher", "row_sum")
+ROW_SUM_SCOPES = ("global", "layer")
+
+
+def hessian_diagonal(model: keras.Model, x: np.ndarray, y: np.ndarray, method: str = "exact",
+                     batch_size: int = 2048) -> list[np.ndarray]:
+    """The diagonal of the loss Hessian, or one of its stand-ins, averaged over samples.
+
+    ``method``: ``"exact"`` (the true diagonal), ``"lecun"`` (LeCun et al. 1990's
+    backpropagated approximation, off-diagonal terms dropped at every layer),
+    ``"fisher"`` (mean squared per-sample gradient) or ``"row_sum"`` (H times a
+    vector of ones, what the post's code computed).
+    """
+    if not isinstance(method, str) or method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    chain = network.dense_chain(model)
+    x, y = network.check_xy(x, y, chain.input_width, chain.n_classes)
+    batch_size = network.check_batch_size(batch_size)
+    if method == "row_sum":
+        return hessian_row_sums(model, x, y, scope="global", batch_size=batch_size)
+    kernels, biases = _parameters(chain)
+    step = {"exact": _exact_batch, "lecun": _lecun_batch, "fisher": _fisher_batch}[method]
+    totals = _accumulate(step, tf.constant(x), tf.constant(y), tf.constant(batch_size),
+                         kernels, biases)
+    return [t.numpy() / np.float32(len(x)) for t in _align(chain, totals)]
+
+
+def hessian_row_sums(model: keras.Model, x: np.ndarray, y: np.ndarray, scope: str = "global",
+                     batch_size: int = 2048) -> list[np.ndarray]:
+    """Row sums of the Hessian, ``H @ 1``, as ``tf.gradients(grad, var)`` computed them.
+
+    ``scope="global"`` sums each row over all parameters (the post's all-layer
+    scripts); ``scope="layer"`` sums only within the variable's own diagonal
+    block (its layer-wise scripts). Chapter "As the code ran".
+    """
+    if not isinstance(scope, str) or scope not in ROW_SUM_SCOPES:
+        raise ValueError(f"scope must be one of {ROW_SUM_SCOPES}, got {scope!r}")
+    chain = network.dense_chain(model)
+    x, y = network.check_xy(x, y, chain.input_width, chain.n_classes)
+    batch_size = network.check_batch_size(batch_size)
+    variables = model.trainable_weights
+    ones = [tf.ones_like(v) for v in variables]
+    totals = [np.zeros(v.shape, np.float64) for v in variables]
+    for start in range(0, len(x), batch_size):
+        xb, yb = x[start:start + batch_size], y[start:start + batch_size]
+        if scope == "global":
+            parts = _hvp_sum(model, xb, yb, ones)
+        else:
+            parts = _block_row_sums(model, xb, yb)
+        for i, part in enumerate(parts):
+            totals[i] += part.numpy()
+    return [(t / len(x)).astype(np.float32) for t in totals]
+
+
+def hessian_vector_product(model: keras.Model, x: np.ndarray, y: np.ndarray,
+                           vectors: Sequence[np.ndarray], batch_size: int = 2048) -> list[np.ndarray]:
+    """``H v`` for the mean loss, with ``v`` given per weight tensor (chapter "Do the assumptions hold?")."""
+    chain = network.dense_chain(model)
+    x, y = network.check_xy(x, y, chain.input_width, chain.n_classes)
+    batch_size = network.check_batch_size(batch_size)
+    vectors = _check_like_weights(model, vectors, "vectors")
+    v = [tf.constant(a) for a in vectors]
+    totals = [np.zeros(a.shape, np.float64) for a in vectors]
+    for start in range(0, len(x), batch_size):
+        parts = _hvp_sum(model, x[start:start + batch_size], y[start:start + batch_size], v)
+        for i, part in enumerate(parts):
+            totals[i] += part.numpy()
+    return [(t / len(x)).astype(np.float32) for t in totals]
+
+
+def full_hessian(model: keras.Model, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The whole Hessian of the mean loss, by brute force (nested tapes).
+
+    Size grows as the square of the parameter count: for small networks only
+    (chapter "The Taylor expansion of the loss"). Parameters are flattened in
+    ``model.trainable_weights`` order, each tensor in C order.
+    """
+    chain = network.dense_chain(model)
+    x, y = network.check_xy(x, y, chain.input_width, chain.n_classes)
+    n_params = sum(int(np.prod(v.shape)) for v in model.trainable_weights)
+    if n_params > 5000:
+        raise ValueError(f"model has {n_params} parameters; full_hessian is for models of at "
+                         "most 5000 (use hessian_diagonal or hessian_vector_product)")
+    variables = model.trainable_weights
+    with tf.GradientTape(persistent=True) as outer:
+        with tf.GradientTape() as inner:
+            loss = _mean_loss(model, tf.constant(x), tf.constant(y))
+        grads = inner.gradient(loss, variables)
+        flat = tf.concat([tf.reshape(g, [-1]) for g in grads], axis=0)
+    blocks = [tf.reshape(outer.jacobian(flat, v), (n_params, -1)) for v in variables]
+    del outer
+    return tf.concat(blocks, axis=1).numpy().astype(np.float64)
+
+
+def flatten(tensors: Sequence[np.ndarray]) -> np.ndarray:
+    """Concatenate per-tensor arrays into one vector, in ``trainable_weights`` order."""
+    return np.concatenate([np.asarray(t).ravel() for t in tensors])
+
+
+# --- internals -------------------------------------------------------------------------------
+
+def _parameters(chain: network.DenseChain):
+    kernels = [layer.kernel for layer in chain.layers]
+    biases = [layer.bias if layer.use_bias else tf.zeros(layer.kernel.shape[1])
+              for layer in chain.layers]
+    return kernels, biases
+
+
+def _align(chain: network.DenseChain, parts):
+    """Drop the bias entries of layers without bias, keeping trainable_weights order."""
+    out = []
+    for layer, (dk, db) in zip(chain.layers, parts):
+        out.append(dk)
+        if layer.use_bias:
+            out.append(db)
+    return out
+
+
+@tf.function(reduce_retracing=True)
+def _accumulate(step, x, y, batch_size, kernels, biases):
+    """Sum ``step`` over consecutive batches, inside one graph."""
+    n = tf.shape(x)[0]
+    totals = [(tf.zeros_like(w), tf.zeros_like(b)) for w, b in zip(kernels, biases)]
+    for start in tf.range(0, n, batch_size):
+        end = tf.minimum(start + batch_size, n)
+        parts = step(x[start:end], y[start:end], kernels, biases)
+        totals = [(tw + pw, tb + pb) for (tw, tb), (pw, pb) in zip(totals, parts)]
+    return totals
+
+
+def _forward(x, kernels, biases):
+    """Inputs of every layer and ReLU masks of every hidden layer, and the logits."""
+    inputs, masks = [], []
+    a = x
+    for i, (w, b) in enumerate(zip(kernels, biases)):
+        inputs.append(a)
+        z = tf.matmul(a, w) + b
+        if i < len(kernels) - 1:
+            mask = tf.cast(z > 0, z.dtype)
+            masks.append(mask)
+            a = z * mask
+        else:
+            a = z
+    return inputs, masks, a
+
+
+def _outer_sums(inputs, deltas_sq):
+    """Per layer: sum over samples of a_j^2 * d_k (kernel) and of d_k (bias)."""
+    return [(tf.matmul(tf.square(a), d, transpose_a=True), tf.reduce_sum(d, axis=0))
+            for a, d in zip(inputs, deltas_sq)]
+
+
+@tf.function(reduce_retracing=True)
+def _exact_batch(x, y, kernels, biases):
+    inputs, masks, logits = _forward(x, kernels, biases)
+    p = tf.nn.softmax(logits)
+    sqrt_p = tf.sqrt(p)
+    n_classes = tf.shape(p)[1]
+    # delta[n, c, k] = sqrt(p_c) * (1[k == c] - p_k): column c of B for sample n.
+    delta = sqrt_p[:, :, None] * (tf.eye(n_classes)[None] - p[:, None, :])
+    deltas_sq = [tf.reduce_sum(tf.square(delta), axis=1)]
+    n = tf.shape(p)[0]
+    delta = tf.reshape(delta, (n * n_classes, -1))  # rows (sample, c): one matmul per layer
+    for w, mask in zip(reversed(kernels[1:]), reversed(masks)):
+        delta = tf.matmul(delta, w, transpose_b=True) * tf.repeat(mask, n_classes, axis=0)
+        sq = tf.reshape(tf.square(delta), (n, n_classes, -1))
+        deltas_sq.append(tf.reduce_sum(sq, axis=1))
+    return _outer_sums(inputs, deltas_sq[::-1])
+
+
+@tf.function(reduce_retracing=True)
+def _lecun_batch(x, y, kernels, biases):
+    inputs, masks, logits = _forward(x, kernels, biases)
+    p = tf.nn.softmax(logits)
+    h = p * (1.0 - p)  # the diagonal of the softmax cross-entropy's output Hessian
+    hs = [h]
+    for w, mask in zip(reversed(kernels[1:]), reversed(masks)):
+        h = tf.matmul(h, tf.square(w), transpose_b=True) * mask
+        hs.append(h)
+    return _outer_sums(inputs, hs[::-1])
+
+
+@tf.function(reduce_retracing=True)
+def _fisher_batch(x, y, kernels, biases):
+    inputs, masks, logits = _forward(x, kernels, biases)
+    delta = tf.nn.softmax(logits) - tf.one_hot(y, tf.shape(logits)[1])
+    deltas_sq = [tf.square(delta)]
+    for w, mask in zip(reversed(kernels[1:]), reversed(masks)):
+        delta = tf.matmul(delta, w, transpose_b=True) * mask
+        deltas_sq.append(tf.square(delta))
+    return _outer_sums(inputs, deltas_sq[::-1])
+
+
+def _mean_loss(model, x, y):
+    logits = model(x, training=False)
+    # Written out (not the fused op) so that second derivatives are available.
+    log_p = tf.nn.log_softmax(logits)
+    return -tf.reduce_mean(tf.reduce_sum(tf.one_hot(y, tf.shape(logits)[1]) * log_p, axis=1))
+
+
+def _hvp_sum(model, x, y, vectors):
+    """(sum over the batch of per-sample Hessians) @ v, by double backprop."""
+    variables = model.trainable_weights
+    x, y = tf.constant(x), tf.constant(y)
+    with tf.GradientTape() as outer:
+        with tf.GradientTape() as inner:
+            loss = _mean_loss(model, x, y) * tf.cast(tf.shape(x)[0], tf.float32)
+        grads = inner.gradient(loss, variables)
+        dot = tf.add_n([tf.reduce_sum(g * v) for g, v in zip(grads, vectors)])
+    return outer.gradient(dot, variables)
+
+
+def _block_row_sums(model, x, y):
+    variables = model.trainable_weights
+    x, y = tf.constant(x), tf.constant(y)
+    with tf.GradientTape(persistent=True) as outer:
+        with tf.GradientTape() as inner:
+            loss = _mean_loss(model, x, y) * tf.cast(tf.shape(x)[0], tf.float32)
+        sums = [tf.reduce_sum(g) for g in inner.gradient(loss, variables)]
+    parts = [outer.gradient(s, v) for s, v in zip(sums, variables)]
+    del outer
+    return parts
+
+
+def _check_like_weights(model: keras.Model, arrays: Sequence[np.ndarray], name: str) -> list[np.ndarray]:
+    """Validate a list of arrays shaped like ``model.trainable_weights``."""
+    if isinstance(arrays, np.ndarray) or not isinstance(arrays, Sequence):
+        raise TypeError(f"{name} must be a list of arrays shaped like model.trainable_weights")
+    weights = model.trainable_weights
+    if len(arrays) != len(weights):
+        raise ValueError(f"{name} must have {len(weights)} arrays (one per weight tensor), "
+                         f"got {len(arrays)}")
+    out = []
+    for i, (a, w) in enumerate(zip(arrays, weights)):
+        a = np.asarray(a)
+        if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)) \
+                or a.dtype == bool:
+            raise TypeError(f"{name}[{i}] must hold numbers, got dtype {a.dtype}")
+        if tuple(a.shape) != tuple(w.shape):
+            raise ValueError(f"{name}[{i}] must have shape {tuple(w.shape)}, got {a.shape}")
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"{name}[{i}] contains NaN or infinite values")
+        out.append(a.astype(np.float32))
+    return out

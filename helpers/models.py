@@ -1,0 +1,69 @@
+"""The networks of the book (chapter "Training the two networks").
+
+The 2016 post trained one multilayer perceptron, 784-50-50-50-50-10 with ReLU
+hidden units and logits out, with and without dropout. ``mlp`` builds any such
+chain of Dense layers (chapter 1 uses a tiny one); ``seed_mlp`` is the post's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import keras
+
+POST_LAYER_SIZES: tuple[int, ...] = (784, 50, 50, 50, 50, 10)
+POST_INIT_STDDEV = 0.02
+
+
+def mlp(layer_sizes: Sequence[int], dropout: float = 0.0,
+        init_stddev: float = POST_INIT_STDDEV) -> keras.Sequential:
+    """A ReLU MLP with a linear (logit) output layer.
+
+    ``layer_sizes`` lists input width, hidden widths and output width. Kernels
+    are drawn from a truncated normal with ``init_stddev``; biases start at
+    zero. ``dropout`` > 0 adds a Dropout layer after every hidden layer (the
+    post's keep probability 0.8 is ``dropout=0.2``). Call
+    ``helpers.seeding.set_seed`` first for reproducible weights.
+    """
+    sizes = _check_layer_sizes(layer_sizes)
+    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)):
+        raise TypeError(f"dropout must be a float in [0, 1), got {dropout!r}")
+    if not 0.0 <= float(dropout) < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+    if isinstance(init_stddev, bool) or not isinstance(init_stddev, (int, float)):
+        raise TypeError(f"init_stddev must be a positive float, got {init_stddev!r}")
+    if not float(init_stddev) > 0.0:
+        raise ValueError(f"init_stddev must be positive, got {init_stddev!r}")
+
+    model = keras.Sequential(name="mlp_" + "_".join(map(str, sizes)))
+    model.add(keras.Input(shape=(sizes[0],)))
+    for i, width in enumerate(sizes[1:], start=1):
+        last = i == len(sizes) - 1
+        model.add(keras.layers.Dense(
+            width,
+            activation=None if last else "relu",
+            kernel_initializer=keras.initializers.TruncatedNormal(stddev=float(init_stddev)),
+            bias_initializer="zeros",
+            name="logits" if last else f"hidden{i}",
+        ))
+        if not last and dropout > 0:
+            model.add(keras.layers.Dropout(float(dropout), name=f"dropout{i}"))
+    return model
+
+
+def seed_mlp(dropout: float = 0.0) -> keras.Sequential:
+    """The post's network: 784-50-50-50-50-10, ReLU, truncated-normal(0.02) kernels."""
+    return mlp(POST_LAYER_SIZES, dropout=dropout)
+
+
+def _check_layer_sizes(layer_sizes: Sequence[int]) -> tuple[int, ...]:
+    if isinstance(layer_sizes, (str, bytes)) or not isinstance(layer_sizes, Sequence):
+        raise TypeError(f"layer_sizes must be a sequence of ints, got {layer_sizes!r}")
+    if len(layer_sizes) < 2:
+        raise ValueError(f"layer_sizes needs at least input and output widths, got {layer_sizes!r}")
+    for width in layer_sizes:
+        if isinstance(width, bool) or not isinstance(width, int):
+            raise TypeError(f"layer_sizes must hold ints, got {width!r}")
+        if width < 1:
+            raise ValueError(f"layer_sizes must be positive, got {width!r}")
+    return tuple(layer_sizes)

@@ -1,0 +1,220 @@
+"""Training the post's networks, deterministically and cached (chapter "Training the two networks").
+
+``TrainConfig`` defaults to the 2016 post's recipe: cross-entropy summed over a
+batch of 64, Adam with learning rate 1e-4 and epsilon 1e-8, 50,001 steps on the
+55,000-image split, mini-batches drawn the way TensorFlow's old reader drew
+them (first epoch in file order, a fresh shuffle at every later epoch, the
+incomplete last batch of an epoch dropped). ``train_model`` returns a cached
+model when one exists for the same configuration and code version.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from dataclasses import dataclass, field
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from helpers import cache, data, models, seeding
+
+#: Bump when a change to this module would change the weights it produces.
+TRAINING_CODE_VERSION = "1"
+
+_LOSSES = ("sum", "mean")
+_ORDERS = ("tf_reader", "shuffle")
+_DATASETS = ("post", "full")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that determines a trained model; the defaults are the post's."""
+
+    dropout: float = 0.0
+    learning_rate: float = 1e-4
+    beta_1: float = 0.9
+    beta_2: float = 0.999
+    epsilon: float = 1e-8
+    batch_size: int = 64
+    steps: int = 50_001
+    loss: str = "sum"
+    order: str = "tf_reader"
+    dataset: str = "post"
+    layer_sizes: tuple[int, ...] = models.POST_LAYER_SIZES
+    seed: int = 0
+    log_every: int = 1000
+
+    def __post_init__(self) -> None:
+        for name in ("learning_rate", "epsilon"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TypeError(f"{name} must be a float, got {value!r}")
+            if not (np.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be positive and finite, got {value!r}")
+        for name in ("beta_1", "beta_2", "dropout"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TypeError(f"{name} must be a float, got {value!r}")
+            if not 0.0 <= value < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {value!r}")
+        for name in ("batch_size", "steps", "log_every", "seed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"{name} must be an int, got {value!r}")
+            if value < (0 if name == "seed" else 1):
+                raise ValueError(f"{name} must be {'>= 0' if name == 'seed' else 'positive'}, "
+                                 f"got {value!r}")
+        for name, allowed in (("loss", _LOSSES), ("order", _ORDERS), ("dataset", _DATASETS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        object.__setattr__(self, "layer_sizes", models._check_layer_sizes(self.layer_sizes))
+        if self.layer_sizes[0] != 784 or self.layer_sizes[-1] != 10:
+            raise ValueError(f"layer_sizes must start at 784 and end at 10 for MNIST, "
+                             f"got {self.layer_sizes}")
+
+    def to_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v
+                for k, v in dataclasses.asdict(self).items()}
+
+
+@dataclass
+class TrainedModel:
+    """A trained model with its configuration and training curves."""
+
+    model: keras.Sequential
+    config: TrainConfig
+    history: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def batch_indices(n: int, batch_size: int, steps: int, order: str, seed: int) -> np.ndarray:
+    """The (steps, batch_size) sample indices of every training step.
+
+    ``"tf_reader"`` mimics TensorFlow 0.x's ``DataSet.next_batch``: the first
+    epoch in file order, then a new permutation per epoch; a batch never spans
+    two epochs, so each epoch's last ``n % batch_size`` samples are skipped.
+    ``"shuffle"`` draws a fresh permutation from the first epoch on.
+    """
+    rng = np.random.default_rng(seed)
+    per_epoch = n // batch_size
+    if per_epoch == 0:
+        raise ValueError(f"batch_size ({batch_size}) is larger than the data set ({n})")
+    epochs = -(-steps // per_epoch)
+    chunks = []
+    for epoch in range(epochs):
+        perm = np.arange(n) if (epoch == 0 and order == "tf_reader") else rng.permutation(n)
+        chunks.append(perm[: per_epoch * batch_size])
+    return np.concatenate(chunks)[: steps * batch_size].reshape(steps, batch_size).astype(np.int32)
+
+
+def train_model(config: TrainConfig | None = None, *, use_cache: bool = True) -> TrainedModel:
+    """Train (or load from the cache) the model that ``config`` describes."""
+    config = TrainConfig() if config is None else config
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
+    if not use_cache:
+        return _unpack(config, _train_arrays(config))
+    arrays = cache.fetch("model", config.to_dict(), lambda: _train_arrays(config),
+                         version=TRAINING_CODE_VERSION)
+    return _unpack(config, arrays)
+
+
+def _unpack(config: TrainConfig, arrays: dict[str, np.ndarray]) -> TrainedModel:
+    model = models.mlp(config.layer_sizes, dropout=config.dropout)
+    n_weights = len(model.trainable_weights)
+    model.set_weights([arrays[f"w{i}"] for i in range(n_weights)])
+    history = {k[len("history_"):]: v for k, v in arrays.items() if k.startswith("history_")}
+    return TrainedModel(model, config, history)
+
+
+def _train_arrays(config: TrainConfig) -> dict[str, np.ndarray]:
+    (x_train, y_train), (x_test, y_test) = _training_data(config.dataset)
+    seeding.set_seed(config.seed)
+    model = models.mlp(config.layer_sizes, dropout=config.dropout)
+    optimizer = keras.optimizers.Adam(
+        learning_rate=config.learning_rate, beta_1=config.beta_1, beta_2=config.beta_2,
+        epsilon=config.epsilon)
+    optimizer.build(model.trainable_variables)
+    indices = batch_indices(len(x_train), config.batch_size, config.steps, config.order,
+                            config.seed)
+    run_chunk = _make_chunk_runner(model, optimizer, tf.constant(x_train),
+                                   tf.constant(y_train, tf.int32), config.loss)
+    evaluate = _make_evaluator(model)
+    x_test_t, y_test_t = tf.constant(x_test), tf.constant(y_test, tf.int32)
+
+    steps_done, log_steps, log_loss, log_acc = 0, [], [], []
+    progress = _progress(config.steps)
+    while steps_done < config.steps:
+        n = min(config.log_every, config.steps - steps_done)
+        loss_sum = run_chunk(tf.constant(indices[steps_done:steps_done + n]))
+        steps_done += n
+        log_steps.append(steps_done)
+        log_loss.append(float(loss_sum) / (n * config.batch_size))
+        log_acc.append(float(evaluate(x_test_t, y_test_t)))
+        if progress is not None:
+            progress.update(n)
+            progress.set_postfix(loss=f"{log_loss[-1]:.4f}", test_acc=f"{log_acc[-1]:.4f}")
+    if progress is not None:
+        progress.close()
+    arrays = {f"w{i}": w for i, w in enumerate(model.get_weights())}
+    arrays["history_step"] = np.asarray(log_steps, np.int64)
+    arrays["history_train_loss"] = np.asarray(log_loss, np.float64)
+    arrays["history_test_accuracy"] = np.asarray(log_acc, np.float64)
+    return arrays
+
+
+def _training_data(dataset: str):
+    if dataset == "post":
+        (x_train, y_train), _ = data.load_post_split()
+    else:
+        (x_train, y_train), _ = data.load_mnist()
+    _, (x_test, y_test) = data.load_mnist()
+    return (x_train, y_train), (x_test, y_test)
+
+
+def _make_chunk_runner(model, optimizer, x_all, y_all, loss_kind: str):
+    """A compiled function running one chunk of steps in a single graph loop."""
+    variables = model.trainable_variables
+
+    @tf.function(jit_compile=False, reduce_retracing=True)
+    def run(idx):
+        total = tf.constant(0.0, tf.float32)
+        for i in tf.range(tf.shape(idx)[0]):
+            xb = tf.gather(x_all, idx[i])
+            yb = tf.gather(y_all, idx[i])
+            with tf.GradientTape() as tape:
+                logits = model(xb, training=True)
+                per_sample = tf.nn.sparse_softmax_cross_entropy_with_logits(yb, logits)
+                loss = tf.reduce_sum(per_sample) if loss_kind == "sum" else tf.reduce_mean(per_sample)
+            grads = tape.gradient(loss, variables)
+            optimizer.apply(grads, variables)
+            total += tf.reduce_sum(per_sample)
+        return total
+
+    return run
+
+
+def _make_evaluator(model):
+    @tf.function
+    def accuracy(x, y):
+        pred = tf.argmax(model(x, training=False), axis=1, output_type=tf.int32)
+        return tf.reduce_mean(tf.cast(tf.equal(pred, y), tf.float32))
+
+    return accuracy
+
+
+def _progress(total: int):
+    """A tqdm bar when someone is watching; none under tests (OBD_PROGRESS=0)."""
+    setting = os.environ.get("OBD_PROGRESS", "")
+    if setting == "0" or (setting != "1" and not _interactive()):
+        return None
+    from tqdm.auto import tqdm
+    return tqdm(total=total, desc="training", unit="step", leave=False)
+
+
+def _interactive() -> bool:
+    if "ipykernel" in sys.modules:
+        return True
+    return sys.stderr.isatty()
