@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,11 @@ class DenseChain:
     @property
     def n_classes(self) -> int:
         return int(self.layers[-1].kernel.shape[1])
+
+    @property
+    def layout(self) -> tuple[bool, ...]:
+        """Whether each Dense layer has a bias: how ``weights()`` splits into layers."""
+        return tuple(layer.use_bias for layer in self.layers)
 
     def weights(self) -> list[np.ndarray]:
         """Current parameter values, aligned with ``model.trainable_weights``."""
@@ -121,3 +127,16 @@ def check_batch_size(batch_size: object) -> int:
     if batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
     return int(batch_size)
+
+
+def logits(x: tf.Tensor, weights: list, layout: tuple[bool, ...]) -> tf.Tensor:
+    """The MLP's logits for weights given as a flat list (see ``DenseChain.layout``)."""
+    a, i = x, 0
+    for j, has_bias in enumerate(layout):
+        z = tf.matmul(a, weights[i])
+        i += 1
+        if has_bias:
+            z += weights[i]
+            i += 1
+        a = tf.nn.relu(z) if j < len(layout) - 1 else z
+    return a

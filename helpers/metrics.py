@@ -1,0 +1,37 @@
+"""Test accuracy and loss of a (possibly pruned) MLP (chapter "Training the two networks")."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from helpers import network
+
+
+def accuracy(model: keras.Model, x: np.ndarray, y: np.ndarray) -> float:
+    """The fraction of samples whose largest logit is the label (dropout off)."""
+    hits, _ = _evaluate(model, x, y)
+    return hits
+
+
+def mean_loss(model: keras.Model, x: np.ndarray, y: np.ndarray) -> float:
+    """The mean per-sample cross-entropy, the E of the book's Taylor expansion."""
+    _, loss = _evaluate(model, x, y)
+    return loss
+
+
+def _evaluate(model: keras.Model, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    chain = network.dense_chain(model)
+    x, y = network.check_xy(x, y, chain.input_width, chain.n_classes)
+    hits, loss = _graph(tuple(tf.constant(w) for w in chain.weights()), tf.constant(x),
+                        tf.constant(y), chain.layout)
+    return float(hits), float(loss)
+
+
+@tf.function(reduce_retracing=True)
+def _graph(weights, x, y, layout):
+    logits = network.logits(x, list(weights), layout)
+    hits = tf.reduce_mean(tf.cast(tf.equal(tf.argmax(logits, 1, output_type=tf.int32), y), tf.float32))
+    per_sample = tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits)
+    return hits, tf.reduce_mean(tf.cast(per_sample, tf.float64))

@@ -1,0 +1,174 @@
+"""Masks, applying them, and fast accuracy-versus-sparsity sweeps (chapter "Saliencies").
+
+``prune_masks`` zeroes exactly ``round(fraction * n)`` of the lowest scores
+(half rounds up), either over all tensors at once (``scope="global"``, the
+post's "all layers") or in each tensor separately (``scope="layer"``). Ties
+are broken by position: the earlier parameter in ``trainable_weights`` order
+(each tensor flattened in C order) is pruned first, as ``tf.nn.top_k`` does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator, Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from helpers import network
+
+SCOPES = ("global", "layer")
+
+
+def n_pruned(fraction: float, n: int) -> int:
+    """How many of ``n`` parameters a ``fraction`` removes: round half up."""
+    return int(math.floor(fraction * n + 0.5))
+
+
+def prune_masks(scores: Sequence[np.ndarray], fraction: float,
+                scope: str = "global") -> list[np.ndarray]:
+    """0/1 float32 masks, 0 where a parameter is pruned."""
+    scores = check_scores(scores)
+    fraction = check_fraction(fraction)
+    scope = check_scope(scope)
+    ranks = _ranks(scores, scope)
+    ks = _ks(scores, [fraction], scope)[0]
+    return [(r >= k).astype(np.float32) for r, k in zip(ranks, ks)]
+
+
+def apply_masks(model: keras.Model, masks: Sequence[np.ndarray]) -> None:
+    """Multiply the model's weights by ``masks`` in place."""
+    weights = network.dense_chain(model).weights()
+    masks = _check_masks(masks, weights)
+    model.set_weights([w * m for w, m in zip(weights, masks)])
+
+
+@contextlib.contextmanager
+def pruned(model: keras.Model, masks: Sequence[np.ndarray]) -> Iterator[keras.Model]:
+    """Inside the ``with`` block the model is pruned; afterwards its weights are restored."""
+    original = network.dense_chain(model).weights()
+    masks = _check_masks(masks, original)
+    model.set_weights([w * m for w, m in zip(original, masks)])
+    try:
+        yield model
+    finally:
+        model.set_weights(original)
+
+
+def sparsity(masks: Sequence[np.ndarray]) -> np.ndarray:
+    """The fraction of zeros in each mask."""
+    masks = check_scores(masks, name="masks")
+    return np.array([1.0 - float(np.mean(m)) for m in masks])
+
+
+def sweep(model: keras.Model, scores: Sequence[np.ndarray], fractions: Sequence[float],
+          x: np.ndarray, y: np.ndarray, scope: str = "global") -> np.ndarray:
+    """Test accuracy after pruning each fraction (no retraining), restarting from the model's weights.
+
+    Vectorised: one sort per scope, then every level is masked and evaluated
+    inside one compiled loop. The model itself is not modified.
+    """
+    chain = network.dense_chain(model)
+    weights = chain.weights()
+    scores = check_scores(scores)
+    if [s.shape for s in scores] != [w.shape for w in weights]:
+        raise ValueError("scores must have the shapes of model.trainable_weights, got "
+                         f"{[s.shape for s in scores]}")
+    if isinstance(fractions, (str, bytes)) or not isinstance(fractions, (Sequence, np.ndarray)):
+        raise TypeError(f"fractions must be a sequence of floats, got {fractions!r}")
+    if len(fractions) == 0:
+        raise ValueError("fractions is empty")
+    fractions = [check_fraction(f, "fractions") for f in fractions]
+    scope = check_scope(scope)
+    x, y = network.check_xy(x, y, chain.input_width, chain.n_classes)
+    ranks = _ranks(scores, scope)
+    ks = np.asarray(_ks(scores, fractions, scope), np.int32)
+    acc = _sweep_graph(tuple(tf.constant(w) for w in weights), tuple(tf.constant(r) for r in ranks),
+                       tf.constant(ks), tf.constant(x), tf.constant(y), chain.layout)
+    return acc.numpy().astype(np.float64)
+
+
+def check_fraction(fraction: object, name: str = "fraction") -> float:
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float, np.floating, np.integer)):
+        raise TypeError(f"{name} must be a float in [0, 1], got {fraction!r}")
+    value = float(fraction)
+    if not 0.0 <= value <= 1.0:  # also refuses NaN
+        raise ValueError(f"{name} must be in [0, 1], got {fraction!r}")
+    return value
+
+
+def check_scope(scope: object) -> str:
+    if not isinstance(scope, str) or scope not in SCOPES:
+        raise ValueError(f"scope must be one of {SCOPES}, got {scope!r}")
+    return scope
+
+
+def check_scores(scores: object, name: str = "scores") -> list[np.ndarray]:
+    if isinstance(scores, np.ndarray) or not isinstance(scores, Sequence):
+        raise TypeError(f"{name} must be a list of arrays (one per weight tensor)")
+    if len(scores) == 0:
+        raise ValueError(f"{name} is empty")
+    out = []
+    for i, s in enumerate(scores):
+        s = np.asarray(s)
+        if s.dtype == bool or not (np.issubdtype(s.dtype, np.floating)
+                                   or np.issubdtype(s.dtype, np.integer)):
+            raise TypeError(f"{name}[{i}] must hold numbers, got dtype {s.dtype}")
+        if s.size == 0:
+            raise ValueError(f"{name}[{i}] is empty")
+        if not np.all(np.isfinite(s)):
+            raise ValueError(f"{name}[{i}] contains NaN or infinite values")
+        out.append(s)
+    return out
+
+
+def _check_masks(masks: Sequence[np.ndarray], weights: list[np.ndarray]) -> list[np.ndarray]:
+    masks = check_scores(masks, name="masks")
+    if [m.shape for m in masks] != [w.shape for w in weights]:
+        raise ValueError("masks must have the shapes of model.trainable_weights, got "
+                         f"{[m.shape for m in masks]}")
+    for i, m in enumerate(masks):
+        if not np.all((m == 0) | (m == 1)):
+            raise ValueError(f"masks[{i}] must contain only 0 and 1")
+    return [m.astype(np.float32) for m in masks]
+
+
+def _ranks(scores: list[np.ndarray], scope: str) -> list[np.ndarray]:
+    """Each parameter's position in ascending score order (stable: ties by index)."""
+    def rank_of(flat: np.ndarray) -> np.ndarray:
+        order = np.argsort(flat, kind="stable")
+        ranks = np.empty(flat.size, np.int32)
+        ranks[order] = np.arange(flat.size, dtype=np.int32)
+        return ranks
+
+    if scope == "layer":
+        return [rank_of(s.ravel()).reshape(s.shape) for s in scores]
+    flat = np.concatenate([s.ravel().astype(np.float64) for s in scores])
+    ranks = rank_of(flat)
+    out, start = [], 0
+    for s in scores:
+        out.append(ranks[start:start + s.size].reshape(s.shape))
+        start += s.size
+    return out
+
+
+def _ks(scores: list[np.ndarray], fractions: Sequence[float], scope: str) -> list[list[int]]:
+    """Per level and tensor: prune the parameters whose rank is below k."""
+    if scope == "layer":
+        return [[n_pruned(f, s.size) for s in scores] for f in fractions]
+    total = sum(s.size for s in scores)
+    return [[n_pruned(f, total)] * len(scores) for f in fractions]
+
+
+@tf.function(reduce_retracing=True)
+def _sweep_graph(weights, ranks, ks, x, y, layout):
+    accuracies = tf.TensorArray(tf.float32, size=tf.shape(ks)[0])
+    for level in tf.range(tf.shape(ks)[0]):
+        masked = [tf.where(r >= ks[level, i], w, tf.zeros_like(w))
+                  for i, (w, r) in enumerate(zip(weights, ranks))]
+        logits = network.logits(x, masked, layout)
+        hits = tf.equal(tf.argmax(logits, axis=1, output_type=tf.int32), y)
+        accuracies = accuracies.write(level, tf.reduce_mean(tf.cast(hits, tf.float32)))
+    return accuracies.stack()
