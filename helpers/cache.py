@@ -1,0 +1,262 @@
+"""On-disk cache for trained models and other expensive results.
+
+Introduced in the Appendix and first used in Chapter 'Training the two
+networks': every notebook asks :func:`fetch` for what it needs, so a second
+run (or a reader's rerun) skips the hours of training and reads the arrays
+back instead.
+
+An entry is one ``.npz`` file at ``cache_dir()/<kind>/<key[:16]>.npz``.  The
+key is the sha256 of a canonical JSON of ``{"kind", "config", "version"}``.
+Next to the arrays the file stores a JSON metadata record with the kind,
+config, version and a sha256 checksum of the arrays; every read checks all
+of them, and a damaged or mismatched entry is reported with a
+:class:`CacheWarning`, deleted and rebuilt.  Writes go to a temporary file
+that is moved into place atomically, under a per-entry file lock, so
+concurrent processes build a missing entry only once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+import secrets
+import warnings
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from filelock import FileLock
+
+__all__ = ["CacheWarning", "cache_dir", "clear_cache", "fetch"]
+
+_ENV_VAR = "OBD_CACHE_DIR"
+_META_KEY = "__cache_meta__"
+_FORMAT = 1
+_KIND_PATTERN = re.compile(r"[A-Za-z0-9_-]+")
+
+
+class CacheWarning(UserWarning):
+    """A cache entry was unusable and is being rebuilt (Appendix)."""
+
+
+class _BadEntry(Exception):
+    """Raised internally when an entry on disk fails a check."""
+
+
+def cache_dir() -> Path:
+    """Return the cache root, creating it on demand (Appendix).
+
+    ``$OBD_CACHE_DIR`` if set, else ``.cache`` in the repository root (the
+    folder that contains the ``helpers`` package).
+    """
+    configured = os.environ.get(_ENV_VAR)
+    if configured:
+        root = Path(configured).expanduser()
+    else:
+        root = Path(__file__).resolve().parent.parent / ".cache"
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def fetch(
+    kind: str,
+    config: Mapping[str, Any],
+    build: Callable[[], dict[str, np.ndarray]],
+    *,
+    version: str,
+) -> dict[str, np.ndarray]:
+    """Return the cached arrays for ``(kind, config, version)``, building them if needed.
+
+    Appendix / Chapter 'Training the two networks'.  ``build()`` is called
+    only when no valid entry exists, and must return a dict mapping names to
+    numpy arrays (no object dtype).  Nothing is printed, hit or miss.
+    """
+    _check_kind(kind)
+    if not callable(build):
+        raise TypeError(f"build must be callable, got {type(build).__name__}")
+    _check_version(version)
+    identity = {"kind": kind, "config": _plain_config(config), "version": version}
+    path = _entry_path(identity)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(f"{path}.lock"):
+        if path.exists():
+            try:
+                return _read_entry(path, identity)
+            except _BadEntry as problem:
+                warnings.warn(
+                    f"cache entry {path} is unusable ({problem}); deleting and rebuilding it",
+                    CacheWarning,
+                    stacklevel=2,
+                )
+                path.unlink(missing_ok=True)
+        arrays = _checked_result(build())
+        _write_entry(path, arrays, identity)
+        return arrays
+
+
+def clear_cache(kind: str | None = None) -> int:
+    """Delete all cache entries, or those of one ``kind``; return how many (Appendix)."""
+    if kind is not None:
+        _check_kind(kind)
+    removed = 0
+    for path in _entries(kind):
+        with FileLock(f"{path}.lock"):
+            if path.exists():
+                path.unlink()
+                removed += 1
+    return removed
+
+
+def _entries(kind: str | None) -> Iterator[Path]:
+    """Yield the entry files of one kind, or of every kind."""
+    root = cache_dir()
+    pattern = f"{kind}/*.npz" if kind is not None else "*/*.npz"
+    yield from sorted(root.glob(pattern))
+
+
+def _check_kind(kind: object) -> None:
+    """Require a non-empty name made of letters, digits, ``_`` and ``-``."""
+    if not isinstance(kind, str) or not _KIND_PATTERN.fullmatch(kind):
+        raise ValueError(f"kind must be a non-empty string of [A-Za-z0-9_-], got {kind!r}")
+
+
+def _check_version(version: object) -> None:
+    """Require a non-empty string."""
+    if not isinstance(version, str):
+        raise TypeError(f"version must be a string, got {type(version).__name__}")
+    if not version:
+        raise ValueError("version must be a non-empty string")
+
+
+def _plain_config(config: object) -> dict[str, Any]:
+    """Validate ``config`` and return it as plain JSON data (tuples become lists)."""
+    if not isinstance(config, Mapping):
+        raise TypeError(f"config must be a mapping, got {type(config).__name__}")
+    return _plain_value(config, "config")
+
+
+def _plain_value(value: object, where: str) -> Any:
+    """Convert one config value to JSON data, or raise naming where it sits in ``config``."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"{where} must be finite, got {value!r}")
+        return float(value)
+    if isinstance(value, (list, tuple)):
+        return [_plain_value(item, f"{where}[{i}]") for i, item in enumerate(value)]
+    if isinstance(value, Mapping):
+        plain = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise TypeError(f"{where} keys must be strings, got {key!r}")
+            plain[key] = _plain_value(item, f"{where}[{key!r}]")
+        return plain
+    raise TypeError(
+        f"{where} must hold only numbers, strings, bools, None, lists/tuples or "
+        f"mappings, got {type(value).__name__}"
+    )
+
+
+def _canonical_json(data: object) -> str:
+    """Serialise JSON data the same way every time."""
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def _entry_path(identity: dict[str, Any]) -> Path:
+    """Where the entry for this kind/config/version lives."""
+    key = hashlib.sha256(_canonical_json(identity).encode("utf-8")).hexdigest()
+    return cache_dir() / identity["kind"] / f"{key[:16]}.npz"
+
+
+def _checked_result(result: object) -> dict[str, np.ndarray]:
+    """Check what ``build()`` returned: a dict of names to non-object arrays."""
+    if not isinstance(result, dict):
+        raise TypeError(f"build must return a dict of arrays, got {type(result).__name__}")
+    for name, array in result.items():
+        if not isinstance(name, str) or not name or name == _META_KEY:
+            raise TypeError(f"build returned an invalid array name {name!r}")
+        if not isinstance(array, np.ndarray):
+            raise TypeError(f"build returned {type(array).__name__} for {name!r}, not an ndarray")
+        if array.dtype.hasobject:
+            raise TypeError(f"build returned an object-dtype array for {name!r}")
+    return dict(result)
+
+
+def _checksum(arrays: Mapping[str, np.ndarray]) -> str:
+    """sha256 over name, dtype, shape and bytes of each array, in sorted name order."""
+    digest = hashlib.sha256()
+    for name in sorted(arrays):
+        array = np.ascontiguousarray(arrays[name])
+        header = _canonical_json([name, array.dtype.str, list(array.shape)])
+        digest.update(header.encode("utf-8"))
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def _write_entry(path: Path, arrays: dict[str, np.ndarray], identity: dict[str, Any]) -> None:
+    """Write the entry to a temporary file in the same folder, then move it into place."""
+    meta = {**identity, "checksum": _checksum(arrays), "format": _FORMAT}
+    payload = {**arrays, _META_KEY: np.array(_canonical_json(meta))}
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        with open(temporary, "xb") as handle:  # "x": a fresh file with the usual umask
+            _save_npz(handle, payload)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+def _save_npz(handle: Any, payload: dict[str, np.ndarray]) -> None:
+    """Serialise the arrays (uncompressed: reading back is what must be fast)."""
+    np.savez(handle, **payload)
+
+
+def _read_entry(path: Path, identity: dict[str, Any]) -> dict[str, np.ndarray]:
+    """Load an entry and check metadata and checksum; raise ``_BadEntry`` on any problem."""
+    meta_text, arrays = _load_npz(path)
+    meta = _parse_meta(meta_text)
+    if meta.get("format") != _FORMAT:
+        raise _BadEntry(f"unknown entry format {meta.get('format')!r}")
+    stored = {field: meta.get(field) for field in identity}
+    if _canonical_json(stored) != _canonical_json(identity):
+        raise _BadEntry("stored kind/config/version differ from the requested ones")
+    if meta.get("checksum") != _checksum(arrays):
+        raise _BadEntry("checksum mismatch")
+    return arrays
+
+
+def _load_npz(path: Path) -> tuple[str, dict[str, np.ndarray]]:
+    """Read the metadata text and the arrays of an entry, never unpickling anything."""
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except Exception as error:  # bad magic, bad zip directory, pickle refused, ...
+        raise _BadEntry(f"not a readable npz file: {error}") from error
+    if not isinstance(loaded, np.lib.npyio.NpzFile):
+        raise _BadEntry("not an npz archive")
+    with loaded as archive:
+        if _META_KEY not in archive.files:
+            raise _BadEntry("missing metadata")
+        try:
+            arrays = {name: archive[name] for name in archive.files}
+        except Exception as error:  # CRC, truncation, bad array header, ...
+            raise _BadEntry(f"damaged array data: {error}") from error
+    return str(arrays.pop(_META_KEY)[()]), arrays
+
+
+def _parse_meta(text: str) -> dict[str, Any]:
+    """Decode the metadata record stored in an entry."""
+    try:
+        meta = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise _BadEntry(f"unreadable metadata: {error}") from error
+    if not isinstance(meta, dict):
+        raise _BadEntry("metadata is not a JSON object")
+    return meta
