@@ -1,0 +1,360 @@
+"""Browser test of the built book (_build/html), as a reader would see it.
+
+Run `make book` first (`make test` does). Every page listed in _toc.yml is
+opened in headless Chromium (Debian's /usr/bin/chromium and
+/usr/bin/chromedriver, installed by `make setup`) from a local HTTP server,
+and one page also over file://. For each page we check that
+
+- MathJax typeset every equation, without errors and without leftover raw TeX;
+- every image loaded;
+- every internal link points at an existing file, and its #anchor exists;
+- nothing was loaded from another host (the book must work offline).
+
+A screenshot of SCREENSHOT_PAGE is saved to _build/screenshot.png, and copied
+to book/images/screenshot.png when UPDATE_SCREENSHOT=1.
+"""
+
+import functools
+import html.parser
+import http.server
+import os
+import posixpath
+import re
+import shutil
+import tempfile
+import threading
+import urllib.parse
+from pathlib import Path
+
+import pytest
+import yaml
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.support.ui import WebDriverWait
+
+ROOT = Path(__file__).resolve().parents[1]
+HTML = ROOT / "_build" / "html"
+TOC = ROOT / "_toc.yml"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+
+# The page shown in the README screenshot; switch to a chapter once one exists,
+# e.g. "notebooks/01_taylor_expansion.html".
+SCREENSHOT_PAGE = "book/notation.html"
+SCREENSHOT = ROOT / "_build" / "screenshot.png"
+SCREENSHOT_COPY = ROOT / "book" / "images" / "screenshot.png"
+
+CHROME_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1280,1000",
+]
+MATHJAX_TIMEOUT_S = 30
+
+# Console errors that are not the book's fault: Chromium asks every server for
+# /favicon.ico, and the pydata theme complains once when a fresh profile has
+# no stored light/dark mode (it then falls back to "auto").
+HARMLESS_CONSOLE_ERRORS = re.compile(r"/favicon\.ico |Got invalid theme mode: \.")
+
+
+# ---------------------------------------------------------------- the toc
+
+
+def toc_files() -> list[str]:
+    """All documents listed in _toc.yml (root first), without extension."""
+    toc = yaml.safe_load(TOC.read_text())
+    files = [toc["root"]]
+
+    def walk(node):
+        if isinstance(node, dict):
+            if "file" in node:
+                files.append(node["file"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk({k: v for k, v in toc.items() if k != "root"})
+    return [str(Path(f).with_suffix("")) for f in files]
+
+
+TOC_PAGES = [f + ".html" for f in toc_files()]
+
+
+def test_every_notebook_is_in_the_toc():
+    listed = set(toc_files())
+    notebooks = sorted(p.relative_to(ROOT).with_suffix("").as_posix() for p in (ROOT / "notebooks").glob("*.ipynb"))
+    missing = [nb for nb in notebooks if nb not in listed]
+    assert not missing, f"Notebooks not listed in _toc.yml (so not published): {missing}"
+
+
+# ---------------------------------------------------------------- the build
+
+
+@pytest.fixture(scope="module")
+def built():
+    index = HTML / "index.html"
+    if not index.is_file():
+        pytest.fail(f"{index.relative_to(ROOT)} not found: build the book first with `make book`.")
+    return HTML
+
+
+def test_mathjax_is_bundled(built):
+    assert (built / "_static" / "mathjax" / "es5" / "tex-chtml.js").is_file(), (
+        "MathJax is not in _build/html/_static/mathjax/: `make book` copies it (scripts/copy_mathjax.py)."
+    )
+
+
+EXTERNAL_RESOURCE = re.compile(
+    r"<(?:script|img|iframe|source|audio|video)\b[^>]*\bsrc\s*=\s*[\"']?(?:https?:)?//"
+    r"|<link\b[^>]*\bhref\s*=\s*[\"']?(?:https?:)?//",
+    re.IGNORECASE,
+)
+
+
+def test_no_resource_loaded_from_another_host(built):
+    """No page may load a script, style sheet or image from a CDN (links to other sites are fine)."""
+    offenders = {}
+    for page in built.rglob("*.html"):
+        text = page.read_text(encoding="utf-8", errors="replace")
+        hits = [m.group(0) for m in EXTERNAL_RESOURCE.finditer(text)]
+        # <link rel="canonical"> etc. are not loads; keep only style sheets, preloads and icons.
+        hits = [h for h in hits if not h.lower().startswith("<link") or re.search(r"stylesheet|preload|icon", h, re.I)]
+        if hits:
+            offenders[str(page.relative_to(built))] = hits
+    assert not offenders, f"External resources in the built HTML: {offenders}"
+
+
+def test_toc_pages_were_built(built):
+    missing = [page for page in TOC_PAGES if not (built / page).is_file()]
+    assert not missing, f"Pages listed in _toc.yml but not in _build/html: {missing}"
+
+
+# ---------------------------------------------------------------- links
+
+
+class _IdCollector(html.parser.HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.ids = set()
+
+    def handle_starttag(self, tag, attrs):
+        for name, value in attrs:
+            if name == "id" or (name == "name" and tag == "a"):
+                self.ids.add(value)
+
+
+@functools.cache
+def anchors_of(path: Path) -> frozenset:
+    collector = _IdCollector()
+    collector.feed(path.read_text(encoding="utf-8", errors="replace"))
+    return frozenset(collector.ids)
+
+
+def broken_internal_links(page: str, hrefs: list[str]) -> list[str]:
+    """The hrefs of `page` (a path relative to _build/html) that do not resolve."""
+    broken = []
+    for href in hrefs:
+        parts = urllib.parse.urlsplit(href)
+        if parts.scheme or parts.netloc or not (parts.path or parts.fragment):
+            continue  # another site, mailto:, javascript:, or a bare "#"
+        target = posixpath.normpath(posixpath.join(posixpath.dirname(page), urllib.parse.unquote(parts.path)))
+        if not parts.path:
+            target = page
+        elif parts.path.endswith("/"):
+            target = posixpath.join(target, "index.html")
+        if target.startswith(".."):
+            broken.append(f"{href} (outside the book)")
+            continue
+        path = HTML / target
+        if not path.is_file():
+            broken.append(f"{href} (no file {target})")
+        elif parts.fragment and path.suffix == ".html":
+            if urllib.parse.unquote(parts.fragment) not in anchors_of(path):
+                broken.append(f"{href} (no id {parts.fragment!r} in {target})")
+    return broken
+
+
+# ---------------------------------------------------------------- the browser
+
+
+@pytest.fixture(scope="module")
+def driver(built):
+    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
+    if missing:
+        message = f"{', '.join(missing)} not installed: run `make setup` (as root) to install chromium and chromium-driver."
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    profile = tempfile.mkdtemp(prefix="obd-book-chromium-")
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in CHROME_FLAGS + [f"--user-data-dir={profile}"]:
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    browser = webdriver.Chrome(options=options, service=Service(executable_path=str(CHROMEDRIVER)))
+    browser.set_script_timeout(MATHJAX_TIMEOUT_S + 5)
+    browser.set_page_load_timeout(60)
+    yield browser
+    browser.quit()
+    shutil.rmtree(profile, ignore_errors=True)
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def server(built):
+    """Serve _build/html on 127.0.0.1 at a free port; yields the base URL."""
+    handler = functools.partial(_QuietHandler, directory=str(built))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/"
+    httpd.shutdown()
+    httpd.server_close()
+    thread.join()
+
+
+# Resolves with a report once MathJax has typeset the page (or has not loaded).
+WAIT_FOR_MATHJAX = """
+const done = arguments[arguments.length - 1];
+const timeout = arguments[0] * 1000;
+const start = Date.now();
+function report(status) {
+  const maths = Array.from(document.querySelectorAll('.math'));
+  done({
+    status: status,
+    math: maths.length,
+    untypeset: maths.filter(m => !m.querySelector('mjx-container'))
+                    .map(m => m.textContent.slice(0, 80)),
+    containers: document.querySelectorAll('mjx-container').length,
+    errors: texErrors(),
+  });
+}
+// TeX errors become <merror>; an undefined macro becomes a red <mtext>.
+function texErrors() {
+  const errors = [];
+  if (!(window.MathJax && MathJax.startup && MathJax.startup.document)) return errors;
+  for (const item of MathJax.startup.document.math) {
+    const mml = MathJax.startup.toMML(item.root);
+    if (/<merror|<mtext[^>]*mathcolor="red"/.test(mml)) errors.push(item.math.slice(0, 80));
+  }
+  return errors;
+}
+let loadedAt = null;
+function poll() {
+  const loaded = document.readyState === 'complete';
+  if (loaded && loadedAt === null) loadedAt = Date.now();
+  if (loaded && document.querySelectorAll('.math').length === 0) {
+    report('no math');
+  } else if (window.MathJax && MathJax.startup && MathJax.startup.promise) {
+    MathJax.startup.promise.then(() => report('typeset'), e => report('failed: ' + e));
+  } else if (Date.now() - start > timeout || (loaded && Date.now() - loadedAt > 3000)) {
+    // tex-chtml.js is a deferred script: it has run by the time the page has loaded.
+    report('MathJax did not load');
+  } else {
+    setTimeout(poll, 100);
+  }
+}
+poll();
+"""
+
+# Makes lazy images load, then reports those that did not.
+WAIT_FOR_IMAGES = """
+const done = arguments[arguments.length - 1];
+const images = Array.from(document.images);
+images.forEach(img => { img.loading = 'eager'; });
+Promise.all(images.map(img => img.complete ? null :
+    new Promise(ok => { img.addEventListener('load', ok); img.addEventListener('error', ok); })))
+  .then(() => done({
+    count: images.length,
+    broken: images.filter(img => !(img.complete && img.naturalWidth > 0))
+                  .map(img => img.getAttribute('src')),
+  }));
+"""
+
+# Visible text outside code, with typeset math removed: raw TeX must not remain.
+TEXT_OUTSIDE_CODE = """
+const body = document.querySelector('main') || document.body;
+const copy = body.cloneNode(true);
+copy.querySelectorAll('pre, code, script, style, textarea, mjx-container, .highlight')
+    .forEach(e => e.remove());
+return copy.textContent;
+"""
+
+RAW_TEX = re.compile(r"\\\(|\\\)|\\\[|\\\]|\$\$|\\begin\{|\\frac|\\sum")
+
+
+def check_page(browser, url: str, page: str) -> dict:
+    """Load `url` and check its math, images and local resources; return the MathJax report."""
+    browser.get_log("browser")  # drop messages left by earlier pages
+    browser.get(url)
+    math = browser.execute_async_script(WAIT_FOR_MATHJAX, MATHJAX_TIMEOUT_S)
+    assert math["status"] in ("typeset", "no math"), f"{page}: {math['status']}"
+    assert not math["untypeset"], f"{page}: equations not typeset by MathJax: {math['untypeset']}"
+    assert not math["errors"], f"{page}: MathJax errors: {math['errors']}"
+    leftover = sorted(set(RAW_TEX.findall(browser.execute_script(TEXT_OUTSIDE_CODE))))
+    assert not leftover, f"{page}: raw TeX left in the text: {leftover}"
+
+    images = browser.execute_async_script(WAIT_FOR_IMAGES)
+    assert not images["broken"], f"{page}: images that did not load: {images['broken']}"
+
+    base = url[: url.index("://") + 3]
+    loaded = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
+    origin = urllib.parse.urlsplit(url)
+    foreign = [r for r in loaded if urllib.parse.urlsplit(r)[:2] != origin[:2]]
+    assert not foreign, f"{page}: resources loaded from elsewhere than {base}: {foreign}"
+    return math
+
+
+@pytest.mark.parametrize("page", TOC_PAGES)
+def test_page_over_http(driver, server, page):
+    math = check_page(driver, server + page, page)
+
+    errors = [
+        e["message"]
+        for e in driver.get_log("browser")
+        if e["level"] == "SEVERE" and not HARMLESS_CONSOLE_ERRORS.search(e["message"])
+    ]
+    assert not errors, f"{page}: browser console errors: {errors}"
+
+    hrefs = driver.execute_script("return Array.from(document.querySelectorAll('a[href]')).map(a => a.getAttribute('href'))")
+    broken = broken_internal_links(page, hrefs)
+    assert not broken, f"{page}: broken internal links: {broken}"
+
+    source = (HTML / page).read_text(encoding="utf-8")
+    if 'class="math' in source:
+        assert math["containers"] > 0, f"{page}: has math but no MathJax output"
+
+
+def test_front_page_redirects_to_the_intro(driver, server):
+    driver.get(server)
+    WebDriverWait(driver, 10).until(lambda d: d.current_url.endswith(TOC_PAGES[0]))
+
+
+def test_math_page_over_file_url(driver, built):
+    """The book opened straight from disk (no server) must render its equations too."""
+    page = SCREENSHOT_PAGE
+    math = check_page(driver, (built / page).as_uri(), page)
+    assert math["status"] == "typeset" and math["containers"] > 0, f"{page} over file://: {math}"
+
+
+def test_screenshot(driver, server):
+    driver.get(server + SCREENSHOT_PAGE)
+    math = driver.execute_async_script(WAIT_FOR_MATHJAX, MATHJAX_TIMEOUT_S)
+    assert math["status"] == "typeset", f"{SCREENSHOT_PAGE}: {math['status']}"
+    assert driver.save_screenshot(str(SCREENSHOT)), "Chromium could not save the screenshot"
+    assert SCREENSHOT.stat().st_size > 10_000
+    if os.environ.get("UPDATE_SCREENSHOT") == "1":
+        SCREENSHOT_COPY.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(SCREENSHOT, SCREENSHOT_COPY)
