@@ -79,6 +79,24 @@ def hessian_row_sums(model: keras.Model, x: np.ndarray, y: np.ndarray, scope: st
     return [(t / len(x)).astype(np.float32) for t in totals]
 
 
+def gradient(model: keras.Model, x: np.ndarray, y: np.ndarray,
+             batch_size: int = 2048) -> list[np.ndarray]:
+    """The gradient of the mean loss, the first-order term of the Taylor expansion
+    (chapter "Do the assumptions hold?")."""
+    chain = network.dense_chain(model)
+    x, y = network.check_xy(x, y, chain.input_width, chain.n_classes)
+    batch_size = network.check_batch_size(batch_size)
+    variables = model.trainable_weights
+    totals = [np.zeros(v.shape, np.float64) for v in variables]
+    for start in range(0, len(x), batch_size):
+        xb, yb = tf.constant(x[start:start + batch_size]), tf.constant(y[start:start + batch_size])
+        with tf.GradientTape() as tape:
+            loss = _mean_loss(model, xb, yb) * tf.cast(tf.shape(xb)[0], tf.float32)
+        for i, g in enumerate(tape.gradient(loss, variables)):
+            totals[i] += g.numpy()
+    return [(t / len(x)).astype(np.float32) for t in totals]
+
+
 def hessian_vector_product(model: keras.Model, x: np.ndarray, y: np.ndarray,
                            vectors: Sequence[np.ndarray], batch_size: int = 2048) -> list[np.ndarray]:
     """``H v`` for the mean loss, with ``v`` given per weight tensor (chapter "Do the assumptions hold?")."""

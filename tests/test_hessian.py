@@ -96,3 +96,10 @@ def test_post_network_shapes_align_with_trainable_weights():
     x, y = small_data((784, 10), n=16)
     diag = hessian.hessian_diagonal(model, np.abs(x), y)
     assert [d.shape for d in diag] == [tuple(w.shape) for w in model.trainable_weights]
+
+
+def test_gradient_matches_mean_per_sample_gradient(tiny):
+    model, x, y = tiny
+    expected = per_sample_gradients(model, x, y).mean(axis=0)
+    got = hessian.flatten(hessian.gradient(model, x, y, batch_size=6))
+    assert rel_err(got, expected) < 1e-5
