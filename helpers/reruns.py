@@ -1,0 +1,135 @@
+"""The post's five runs as it *describes* them (chapter "The five experiments, as the post describes them").
+
+The post names five pruning runs (``published.RUNS``): magnitude or OBD
+saliency, pruned over all layers at once or layer by layer, on the network
+without dropout, plus all-layer OBD on the dropout network. "As described"
+means what the post's text says, not what its scripts computed (that is
+chapter "As the code ran"):
+
+- magnitude: the score is ``|w|``, smallest pruned first;
+- OBD: the score is ``s_k = h_kk u_k^2 / 2`` with the exact Hessian diagonal
+  averaged over the post's 55,000 training images, smallest pruned first;
+- ``scope``: ``"global"`` for the "all layers" runs, ``"layer"`` for the
+  "layer-wise" ones; biases are scored and pruned like weights;
+- one-shot pruning from the trained weights at every level, no retraining,
+  test accuracy on the 10,000 test images.
+
+``described_sweep(run, fractions)`` gives the accuracy curves over the
+training seeds of ``experiments.SEEDS``; ``described_scores(run, seed)`` the
+scores of one network. Both are cached on disk, so every chapter that asks
+for them again reads them back in well under a second.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from helpers import cache, data, experiments, pruning, published, saliency, training
+
+#: Bump when a change here would change the scores or the accuracies.
+RERUNS_CODE_VERSION = "1"
+
+#: The network each published run used, as a key of ``experiments.VARIANTS``.
+#: The dropout run was trained at learning rate 1e-5 in the post.
+RUN_VARIANTS: dict[str, str] = {
+    name: ("dropout_lr1e-5" if run.dropout else "plain") for name, run in published.RUNS.items()
+}
+
+
+def check_run(run: object) -> str:
+    """``run`` if it names one of the post's five runs, else ValueError."""
+    if not isinstance(run, str) or run not in published.RUNS:
+        raise ValueError(f"run must be one of {tuple(published.RUNS)}, got {run!r}")
+    return run
+
+
+def check_variant(variant: object) -> str:
+    """``variant`` if it is a key of ``experiments.VARIANTS``, else ValueError."""
+    if not isinstance(variant, str) or variant not in experiments.VARIANTS:
+        raise ValueError(f"variant must be one of {tuple(experiments.VARIANTS)}, got {variant!r}")
+    return variant
+
+
+def described_scores(run: str, seed: int = 0, variant: str | None = None) -> list[np.ndarray]:
+    """The described saliency of every parameter of one trained network.
+
+    ``run``: a key of ``published.RUNS`` (fixes the method; the scope does not
+    change the scores). ``variant``: the network, a key of
+    ``experiments.VARIANTS``; by default the one the post used for ``run``
+    (``RUN_VARIANTS``), e.g. pass ``"dropout"`` for the dropout network at the
+    fair learning rate 1e-4. Returns arrays aligned with
+    ``model.trainable_weights``; lower means pruned earlier.
+    """
+    run = check_run(run)
+    variant = RUN_VARIANTS[run] if variant is None else check_variant(variant)
+    seed = _check_seed(seed, "seed")
+    method = published.RUNS[run].method
+    config = experiments.post_config(variant, seed)
+    trained = training.train_model(config)
+    if method == "magnitude":
+        return saliency.saliency(trained.model, "magnitude")
+
+    def build() -> dict[str, np.ndarray]:
+        (x_score, y_score), _ = data.load_post_split()
+        scores = saliency.saliency(trained.model, "obd", x_score, y_score)
+        return {f"s{i}": s for i, s in enumerate(scores)}
+
+    arrays = cache.fetch("described_scores", {"method": method, "model": config.to_dict()},
+                         build, version=_version())
+    return [arrays[f"s{i}"] for i in range(len(arrays))]
+
+
+def described_sweep(run: str, fractions: Sequence[float],
+                    seeds: Sequence[int] = experiments.SEEDS,
+                    variant: str | None = None) -> np.ndarray:
+    """Test accuracy after one-shot pruning as the post describes ``run``.
+
+    Returns an array of shape ``(len(seeds), len(fractions))``: row ``i`` is
+    the network trained with ``seeds[i]``, column ``j`` the accuracy with the
+    fraction ``fractions[j]`` of all parameters (weights and biases) pruned by
+    the run's saliency and scope. ``variant`` overrides the network as in
+    :func:`described_scores`. Example::
+
+        acc = described_sweep("obd_all_layers_prune", [0.1, 0.2, 0.3])
+    """
+    run = check_run(run)
+    variant = RUN_VARIANTS[run] if variant is None else check_variant(variant)
+    if isinstance(fractions, (str, bytes)) or not isinstance(fractions, (Sequence, np.ndarray)):
+        raise TypeError(f"fractions must be a sequence of floats, got {fractions!r}")
+    if len(fractions) == 0:
+        raise ValueError("fractions is empty")
+    fractions = [pruning.check_fraction(f, "fractions") for f in fractions]
+    if isinstance(seeds, (str, bytes)) or not isinstance(seeds, (Sequence, np.ndarray)):
+        raise TypeError(f"seeds must be a sequence of ints, got {seeds!r}")
+    if len(seeds) == 0:
+        raise ValueError("seeds is empty")
+    seeds = [_check_seed(s, "seeds") for s in seeds]
+    scope = published.RUNS[run].scope
+    return np.stack([_one_sweep(run, variant, seed, fractions, scope) for seed in seeds])
+
+
+def _one_sweep(run: str, variant: str, seed: int, fractions: list[float], scope: str) -> np.ndarray:
+    config = experiments.post_config(variant, seed)
+
+    def build() -> dict[str, np.ndarray]:
+        trained = training.train_model(config)
+        scores = described_scores(run, seed, variant)
+        (_, _), (x_test, y_test) = data.load_mnist()
+        return {"accuracy": pruning.sweep(trained.model, scores, fractions, x_test, y_test, scope)}
+
+    key = {"run": run, "model": config.to_dict(), "fractions": fractions}
+    return cache.fetch("described_sweep", key, build, version=_version())["accuracy"]
+
+
+def _version() -> str:
+    return f"reruns{RERUNS_CODE_VERSION}-training{training.TRAINING_CODE_VERSION}"
+
+
+def _check_seed(seed: object, name: str) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"{name} must hold ints, got {seed!r}")
+    if seed < 0:
+        raise ValueError(f"{name} must be >= 0, got {seed!r}")
+    return int(seed)
