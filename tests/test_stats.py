@@ -1,0 +1,123 @@
+"""Rank statistics against their definitions and known values."""
+
+import numpy as np
+import pytest
+
+from helpers import pruning, stats
+
+
+def naive_ranks(a):
+    """Rank of each entry: the number of smaller entries plus the mean position among its ties."""
+    a = np.asarray(a, float)
+    return np.array([(a < v).sum() + ((a == v).sum() + 1) / 2 for v in a])
+
+
+def pearson(a, b):
+    a, b = a - a.mean(), b - b.mean()
+    return float(a @ b / np.sqrt((a @ a) * (b @ b)))
+
+
+def test_rankdata_without_ties():
+    assert stats.rankdata([10.0, -1.0, 3.5]).tolist() == [3.0, 1.0, 2.0]
+
+
+def test_rankdata_averages_ties():
+    assert stats.rankdata([2, 1, 2, 2, 0]).tolist() == [4.0, 2.0, 4.0, 4.0, 1.0]
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 6, size=200)  # many ties
+    np.testing.assert_allclose(stats.rankdata(a), naive_ranks(a))
+    assert stats.rankdata(a).sum() == pytest.approx(200 * 201 / 2)
+
+
+def test_spearman_known_value():
+    # A textbook example with one tie in b (value reproduced by the tie-corrected definition).
+    assert stats.spearman([1, 2, 3, 4, 5], [5, 6, 7, 8, 7]) == pytest.approx(0.8207826816681233)
+
+
+def test_spearman_matches_formula_without_ties():
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(size=50), rng.normal(size=50)
+    d = naive_ranks(a) - naive_ranks(b)
+    n = len(a)
+    expected = 1 - 6 * (d ** 2).sum() / (n * (n ** 2 - 1))
+    assert stats.spearman(a, b) == pytest.approx(expected, abs=1e-12)
+
+
+def test_spearman_with_ties_is_pearson_of_average_ranks():
+    rng = np.random.default_rng(2)
+    a = rng.integers(0, 4, size=300).astype(float)
+    b = a + rng.integers(0, 3, size=300)
+    assert stats.spearman(a, b) == pytest.approx(pearson(naive_ranks(a), naive_ranks(b)), abs=1e-12)
+
+
+def test_spearman_invariances():
+    rng = np.random.default_rng(3)
+    a, b = rng.normal(size=100), rng.normal(size=100)
+    r = stats.spearman(a, b)
+    assert stats.spearman(np.exp(a), b ** 3) == pytest.approx(r)  # monotone maps keep ranks
+    assert stats.spearman(b, a) == pytest.approx(r)
+    assert stats.spearman(a, a) == pytest.approx(1.0)
+    assert stats.spearman(a, -a) == pytest.approx(-1.0)
+    assert -1.0 <= r <= 1.0
+
+
+def test_spearman_accepts_lists_of_tensors():
+    rng = np.random.default_rng(4)
+    parts_a = [rng.normal(size=(3, 4)), rng.normal(size=4)]
+    parts_b = [rng.normal(size=(3, 4)), rng.normal(size=4)]
+    flat_a = np.concatenate([p.ravel() for p in parts_a])
+    flat_b = np.concatenate([p.ravel() for p in parts_b])
+    assert stats.spearman(parts_a, parts_b) == pytest.approx(stats.spearman(flat_a, flat_b))
+
+
+def test_bottom_k_overlap():
+    a = np.arange(10.0)
+    assert stats.bottom_k_overlap(a, a, 4) == 1.0
+    assert stats.bottom_k_overlap(a, -a, 5) == 0.0
+    assert stats.bottom_k_overlap(a, -a, 6) == pytest.approx(2 / 6)
+    assert stats.bottom_k_overlap(a, a[::-1], 10) == 1.0
+
+
+def test_bottom_k_overlap_breaks_ties_like_prune_masks():
+    rng = np.random.default_rng(5)
+    a = [rng.integers(0, 3, size=(4, 5)).astype(float), rng.integers(0, 3, size=7).astype(float)]
+    b = [rng.normal(size=(4, 5)), rng.normal(size=7)]
+    n = 27
+    for k in (1, 5, 13, 26):
+        ma = flat_masks(pruning.prune_masks(a, k / n))
+        mb = flat_masks(pruning.prune_masks(b, k / n))
+        both = np.sum((ma == 0) & (mb == 0)) / k
+        assert stats.bottom_k_overlap(a, b, k) == pytest.approx(both)
+
+
+def flat_masks(masks):
+    return np.concatenate([m.ravel() for m in masks])
+
+
+@pytest.mark.parametrize("bad, error", [
+    ([], ValueError), ([1.0, np.nan], ValueError), ([1.0, np.inf], ValueError),
+    (np.array([True, False]), TypeError), (["a", "b"], TypeError),
+])
+def test_bad_inputs_raise(bad, error):
+    with pytest.raises(error):
+        stats.rankdata(bad)
+
+
+def test_spearman_refuses_mismatched_or_constant_inputs():
+    with pytest.raises(ValueError, match="same number"):
+        stats.spearman([1, 2, 3], [1, 2])
+    with pytest.raises(ValueError, match="constant"):
+        stats.spearman([1, 1, 1], [1, 2, 3])
+    with pytest.raises(ValueError, match="at least 2"):
+        stats.spearman([1], [2])
+
+
+def test_bottom_k_overlap_refuses_bad_k():
+    with pytest.raises(ValueError, match="k must be"):
+        stats.bottom_k_overlap([1, 2, 3], [3, 2, 1], 0)
+    with pytest.raises(ValueError, match="k must be"):
+        stats.bottom_k_overlap([1, 2, 3], [3, 2, 1], 4)
+    with pytest.raises(TypeError, match="k must be"):
+        stats.bottom_k_overlap([1, 2, 3], [3, 2, 1], 1.5)
+    with pytest.raises(ValueError, match="same number"):
+        stats.bottom_k_overlap([1, 2, 3], [3, 2], 1)
