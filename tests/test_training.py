@@ -1,0 +1,117 @@
+"""Training: the post's batch order, determinism in one process and across two, and the cache."""
+
+import hashlib
+import subprocess
+import sys
+import textwrap
+import warnings
+
+import numpy as np
+import pytest
+
+from helpers import cache, experiments, models, training
+
+SHORT = dict(steps=120, log_every=40)
+
+
+def digest(weights):
+    h = hashlib.sha256()
+    for w in weights:
+        h.update(np.ascontiguousarray(w).tobytes())
+    return h.hexdigest()
+
+
+def test_post_defaults():
+    c = training.TrainConfig()
+    assert (c.learning_rate, c.epsilon, c.batch_size, c.steps, c.loss) == (1e-4, 1e-8, 64, 50_001, "sum")
+    assert c.layer_sizes == (784, 50, 50, 50, 50, 10) and c.dataset == "post"
+
+
+def test_seed_mlp_matches_the_post():
+    model = models.seed_mlp(dropout=0.2)
+    assert sum(int(np.prod(w.shape)) for w in model.trainable_weights) == 47_410
+    assert sum(int(np.prod(w.shape)) for w in model.trainable_weights[0::2]) == 47_200
+    assert len([l for l in model.layers if "dropout" in l.name]) == 4
+    kernel = model.get_weights()[0]
+    assert abs(kernel.std() - 0.02 * 0.88) < 0.002 and np.abs(kernel).max() <= 0.04 + 1e-6
+    assert all(np.all(b == 0) for b in model.get_weights()[1::2])
+
+
+def test_batch_order_like_tensorflow_reader():
+    idx = training.batch_indices(n=10, batch_size=3, steps=8, order="tf_reader", seed=0)
+    assert idx.shape == (8, 3)
+    np.testing.assert_array_equal(idx[:3].ravel(), np.arange(9))  # first epoch in order, 10th dropped
+    for epoch in (idx[3:6].ravel(), idx[6:8].ravel()):
+        assert len(set(epoch.tolist())) == len(epoch)  # no repeats within an epoch
+    assert not np.array_equal(idx[3:6].ravel(), np.arange(9))
+    shuffled = training.batch_indices(n=10, batch_size=3, steps=3, order="shuffle", seed=0)
+    assert not np.array_equal(shuffled.ravel(), np.arange(9))
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.2])
+def test_same_seed_same_weights_in_one_process(dropout):
+    config = training.TrainConfig(seed=3, dropout=dropout, **SHORT)
+    a = training.train_model(config, use_cache=False)
+    b = training.train_model(config, use_cache=False)
+    assert digest(a.model.get_weights()) == digest(b.model.get_weights())
+    np.testing.assert_array_equal(a.history["test_accuracy"], b.history["test_accuracy"])
+    other = training.train_model(training.TrainConfig(seed=4, dropout=dropout, **SHORT), use_cache=False)
+    assert digest(other.model.get_weights()) != digest(a.model.get_weights())
+
+
+def test_same_seed_same_weights_across_processes():
+    code = textwrap.dedent(f"""
+        import hashlib, numpy as np
+        from helpers import training
+        t = training.train_model(training.TrainConfig(seed=3, **{SHORT!r}), use_cache=False)
+        h = hashlib.sha256()
+        for w in t.model.get_weights():
+            h.update(np.ascontiguousarray(w).tobytes())
+        print(h.hexdigest())
+    """)
+    here = training.train_model(training.TrainConfig(seed=3, **SHORT), use_cache=False)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == digest(here.model.get_weights())
+
+
+def test_training_learns():
+    config = training.TrainConfig(steps=600, log_every=300, learning_rate=2e-3)
+    t = training.train_model(config, use_cache=False)
+    assert t.history["test_accuracy"][-1] > 0.8
+    assert t.history["step"].tolist() == [300, 600]
+
+
+def test_cache_hit_skips_training_and_rebuilds_a_damaged_entry(isolated_cache, monkeypatch):
+    config = training.TrainConfig(seed=5, **SHORT)
+    first = training.train_model(config)
+    entry = next((isolated_cache / "model").glob("*.npz"))
+
+    def refuse():
+        raise AssertionError("should have loaded from the cache")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(training, "_train_arrays", lambda c: refuse())
+        again = training.train_model(config)
+    assert digest(again.model.get_weights()) == digest(first.model.get_weights())
+
+    entry.write_bytes(entry.read_bytes()[: entry.stat().st_size // 2])  # truncate
+    with pytest.warns(cache.CacheWarning):
+        rebuilt = training.train_model(config)
+    assert digest(rebuilt.model.get_weights()) == digest(first.model.get_weights())
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="learning_rate"):
+        training.TrainConfig(learning_rate=-1.0)
+    with pytest.raises(ValueError, match="dropout"):
+        training.TrainConfig(dropout=1.0)
+    with pytest.raises(TypeError, match="steps"):
+        training.TrainConfig(steps=10.5)
+    with pytest.raises(ValueError, match="loss"):
+        training.TrainConfig(loss="max")
+    with pytest.raises(ValueError, match="layer_sizes"):
+        training.TrainConfig(layer_sizes=(10, 10))
+    with pytest.raises(TypeError, match="config"):
+        training.train_model({"seed": 0})
+    with pytest.raises(ValueError, match="variant"):
+        experiments.post_config("big")
