@@ -1,0 +1,420 @@
+"""The post's five runs as its scripts ran them (chapter "As the code ran"; reused in "Side by side").
+
+``helpers.asran.published_obd_sweep`` replays the post's OBD loop with exact
+arithmetic. This module adds what is needed to reproduce the published
+curves themselves:
+
+- **TensorFlow 0.x arithmetic** (``arithmetic="tf0"``). The post's loss was
+  ``-sum(y * log(softmax(z)))`` in float32, differentiated twice. In 2016
+  TensorFlow the gradient of ``log p`` was ``g * inv(p)`` and the gradient of
+  ``inv`` was ``g * (-square(inv(p)))``. For a wrong class with
+  ``p < 2**-64`` the square of ``1/p`` overflows to ``inf`` and the second
+  pass multiplies it by the zero label: ``0 * inf = NaN``. One such
+  *saturated* image in the 64-image batch makes every row sum NaN (ReLU
+  gradients then multiplied by 0/1 masks, and ``0 * NaN`` is NaN).
+  ``tf0_row_sums`` emulates that arithmetic.
+- **``tf.nn.top_k`` ranking** (``tf0_masks``): the scripts zeroed the
+  ``floor(k * n / 100)`` entries with the largest ``-score`` (most negative
+  score first), ties going to the lower index, and NaN compares equal to
+  everything, so an all-NaN score vector is pruned in plain **index order**
+  of the packed parameter vector.
+- **Packing** (``packing``): the all-layer scripts stored every parameter in
+  one vector ``[W1..W5, b1..b5]`` (``"weights_first"``), Keras stores
+  ``[W1, b1, W2, b2, ...]`` (``"interleaved"``). Index order only sees the
+  difference beyond the first kernel (82.7 % of the post's parameters).
+
+``as_ran_sweep(run, fractions, seeds)`` gives the curve of any published run
+as its script computed it, over training seeds, cached on disk.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from helpers import cache, data, experiments, hessian, metrics, network, pruning, published, training
+
+#: Bump when a change here would change a cached curve.
+ASRAN_RUNS_CODE_VERSION = "1"
+
+PACKINGS = ("weights_first", "interleaved")
+ARITHMETICS = ("tf0", "exact")
+#: Below this float32 probability, (1/p)**2 overflows (float32 max is about 2**128).
+TF0_OVERFLOW_P = 2.0 ** -64
+
+#: The network each published run pruned (a key of ``experiments.VARIANTS``).
+RUN_VARIANTS: dict[str, str] = {
+    name: ("dropout_lr1e-5" if run.dropout else "plain") for name, run in published.RUNS.items()
+}
+
+
+# --- counting, packing and ranking as the scripts did ----------------------------------------
+
+def n_pruned_tf0(fraction: float, n: int) -> int:
+    """How many of ``n`` parameters the scripts zeroed at ``fraction``: ``floor(k * n / 100)``.
+
+    The scripts computed ``k * n / 100`` in integer arithmetic, which
+    truncates (``helpers.pruning`` rounds half up instead). Exact for
+    fractions with up to six decimals.
+    """
+    fraction = pruning.check_fraction(fraction)
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+        raise ValueError(f"n must be a non-negative int, got {n!r}")
+    return int(round(fraction * 1_000_000)) * int(n) // 1_000_000
+
+
+def packed_positions(shapes: Sequence[tuple[int, ...]], packing: str = "weights_first") -> list[np.ndarray]:
+    """Each parameter's index in the all-layer scripts' packed vector.
+
+    ``shapes``: the shapes of ``model.trainable_weights`` (``[k1, b1, k2, b2,
+    ...]``, every layer with a bias). ``"weights_first"`` packs all kernels,
+    then all biases, as the post's ``*_2.py`` scripts did; ``"interleaved"``
+    keeps Keras' order. Kernels are flattened in C order, as the scripts'
+    ``reshape`` of a flat slice to ``[fan_in, fan_out]`` did.
+    """
+    packing = _check_packing(packing)
+    shapes = [tuple(int(d) for d in s) for s in shapes]
+    if len(shapes) == 0 or len(shapes) % 2:
+        raise ValueError(f"shapes must list kernel and bias shapes in pairs, got {shapes}")
+    sizes = [math.prod(s) for s in shapes]
+    order = list(range(len(shapes)))
+    if packing == "weights_first":
+        order = order[0::2] + order[1::2]
+    starts, offset = {}, 0
+    for i in order:
+        starts[i] = offset
+        offset += sizes[i]
+    return [np.arange(starts[i], starts[i] + sizes[i]).reshape(shapes[i]) for i in range(len(shapes))]
+
+
+def tf0_masks(scores: Sequence[np.ndarray], fraction: float, scope: str = "global",
+              packing: str = "weights_first") -> list[np.ndarray]:
+    """0/1 masks as the scripts' ``top_k(-score, floor(k * n / 100))`` chose them.
+
+    Most negative score first; ties by position (``scope="global"``: in the
+    packed vector of ``packing``; ``"layer"``: within each tensor). A score
+    vector containing NaN is ranked in plain index order: ``top_k`` compares
+    NaN equal to everything (the all-NaN case of the post's OBD batches).
+    """
+    scope = pruning.check_scope(scope)
+    fraction = pruning.check_fraction(fraction)
+    packing = _check_packing(packing)
+    scores = _check_scores_allow_nan(scores)
+    if scope == "layer":
+        masks = []
+        for s in scores:
+            flat = s.ravel().astype(np.float64)
+            k = n_pruned_tf0(fraction, flat.size)
+            order = _rank_order(flat, np.arange(flat.size))
+            m = np.ones(flat.size, np.float32)
+            m[order[:k]] = 0.0
+            masks.append(m.reshape(s.shape))
+        return masks
+    positions = packed_positions([s.shape for s in scores], packing)
+    pos = np.concatenate([p.ravel() for p in positions])
+    flat = np.concatenate([s.ravel().astype(np.float64) for s in scores])
+    k = n_pruned_tf0(fraction, flat.size)
+    order = _rank_order(flat, pos)
+    m = np.ones(flat.size, np.float32)
+    m[order[:k]] = 0.0
+    out, start = [], 0
+    for s in scores:
+        out.append(m[start:start + s.size].reshape(s.shape))
+        start += s.size
+    return out
+
+
+def _rank_order(flat: np.ndarray, position: np.ndarray) -> np.ndarray:
+    """Indices into ``flat`` in pruning order: ascending score, ties by ``position``."""
+    if np.isnan(flat).any():
+        return np.argsort(position, kind="stable")
+    return np.lexsort((position, flat))
+
+
+# --- the second derivatives as TensorFlow 0.x computed them ----------------------------------
+
+@tf.custom_gradient
+def _inv_tf0(p):
+    y = tf.math.reciprocal(p)
+
+    def grad(g):
+        return g * (-tf.square(y))  # 2016: square first, so 0 * inf = NaN when 1/p > 2**64
+
+    return y, grad
+
+
+@tf.custom_gradient
+def _log_tf0(p):
+    def grad(g):
+        return g * _inv_tf0(p)
+
+    return tf.math.log(p), grad
+
+
+def _tf0_loss(weights, x, onehot, layout):
+    """The post's summed loss, ReLU gradients as 0/1-mask products (0 * NaN stays NaN)."""
+    a, i = x, 0
+    for j, has_bias in enumerate(layout):
+        z = tf.matmul(a, weights[i])
+        i += 1
+        if has_bias:
+            z = z + weights[i]
+            i += 1
+        a = z * tf.cast(z > 0, z.dtype) if j < len(layout) - 1 else z
+    return -tf.reduce_sum(onehot * _log_tf0(tf.nn.softmax(a)))
+
+
+@tf.function(reduce_retracing=True)
+def _tf0_row_sums_graph(weights, x, onehot, layout, per_variable):
+    with tf.GradientTape(persistent=True) as outer:
+        outer.watch(weights)
+        with tf.GradientTape() as inner:
+            inner.watch(weights)
+            loss = _tf0_loss(list(weights), x, onehot, layout)
+        grads = inner.gradient(loss, list(weights))
+        sums = [tf.reduce_sum(g) for g in grads]
+        total = tf.add_n(sums)
+    if per_variable:
+        out = [outer.gradient(s, w) for s, w in zip(sums, weights)]
+    else:
+        out = outer.gradient(total, list(weights))
+    del outer
+    return out
+
+
+def tf0_row_sums(model: keras.Model, x: np.ndarray, y: np.ndarray,
+                 scope: str = "global") -> list[np.ndarray]:
+    """Hessian row sums of the post's summed loss, in TensorFlow 0.x float32 arithmetic.
+
+    Equal to ``len(x) * hessian.hessian_row_sums(model, x, y, scope)`` when no
+    image in ``x`` is saturated (see ``saturated``); all NaN as soon as one
+    is. ``scope``: ``"global"`` (full Hessian) or ``"layer"`` (each tensor's
+    own block).
+    """
+    chain = network.dense_chain(model)
+    scope = pruning.check_scope(scope)
+    x, y = network.check_xy(x, y, chain.input_width, chain.n_classes)
+    weights = tuple(tf.constant(w) for w in chain.weights())
+    onehot = tf.one_hot(y, chain.n_classes, dtype=tf.float32)
+    out = _tf0_row_sums_graph(weights, tf.constant(x), onehot, chain.layout, scope == "layer")
+    return [o.numpy() for o in out]
+
+
+def saturated(model: keras.Model, x: np.ndarray) -> np.ndarray:
+    """Per image: does some class get float32 softmax probability below ``2**-64``?
+
+    Such an image makes every TensorFlow 0.x row sum of its batch NaN.
+    """
+    chain = network.dense_chain(model)
+    x = network.check_x(x, chain.input_width)
+    p = tf.nn.softmax(network.logits(tf.constant(x), [tf.constant(w) for w in chain.weights()],
+                                     chain.layout)).numpy()
+    return p.min(axis=1) < TF0_OVERFLOW_P
+
+
+# --- sweeps ----------------------------------------------------------------------------------
+
+def _accuracy_with(model: keras.Model, masks: list[np.ndarray], x: np.ndarray, y: np.ndarray) -> float:
+    with pruning.pruned(model, masks):
+        return metrics.accuracy(model, x, y)
+
+
+def index_order_sweep(model: keras.Model, fractions: Sequence[float], x_test: np.ndarray,
+                      y_test: np.ndarray, scope: str = "global",
+                      packing: str = "weights_first") -> np.ndarray:
+    """Test accuracy when every score ties: the first ``floor(k n / 100)`` parameters are pruned.
+
+    ``scope="global"`` prunes the start of the packed vector (``packing``),
+    ``"layer"`` the start of every tensor. One-shot, restarting from the
+    model's weights at every fraction.
+    """
+    fractions = _check_fractions(fractions)
+    weights = network.dense_chain(model).weights()
+    tied = [np.zeros_like(w) for w in weights]
+    return np.array([_accuracy_with(model, tf0_masks(tied, f, scope, packing), x_test, y_test)
+                     for f in fractions])
+
+
+def magnitude_as_ran(model: keras.Model, fractions: Sequence[float], x_test: np.ndarray,
+                     y_test: np.ndarray, scope: str = "global") -> np.ndarray:
+    """The post's "magnitude" scripts: zero the most negative ``floor(k n / 100)`` values.
+
+    They ranked a saved copy of the weights, so every level restarts from
+    the trained network.
+    """
+    fractions = _check_fractions(fractions)
+    weights = network.dense_chain(model).weights()
+    return np.array([_accuracy_with(model, tf0_masks(weights, f, scope), x_test, y_test)
+                     for f in fractions])
+
+
+def obd_as_ran(model: keras.Model, fractions: Sequence[float], scope: str, x_pool: np.ndarray,
+               y_pool: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, *, batch_size: int = 64,
+               seed: int = 0, carry_over: bool = True, arithmetic: str = "tf0",
+               packing: str = "weights_first") -> tuple[np.ndarray, np.ndarray]:
+    """The post's OBD loop: ``(accuracies, tied)`` at each fraction.
+
+    Each step draws ``batch_size`` images from the pool (generator ``seed``),
+    computes the row sums on the current network (``arithmetic="tf0"``: as
+    TensorFlow 0.x did, NaN on a saturated batch; ``"exact"``: stable
+    arithmetic), zeros the ``top_k`` choice, measures test accuracy, then
+    restores the parameters that a ranking recomputed on the pruned network
+    (same batch) selects; the rest stay zero if ``carry_over`` (the scripts'
+    faulty restore). ``tied[i]`` says whether step ``i`` ranked an all-NaN
+    vector, i.e. pruned in index order. The model is left unchanged.
+    """
+    chain = network.dense_chain(model)
+    scope = pruning.check_scope(scope)
+    fractions = _check_fractions(fractions)
+    x_pool, y_pool = network.check_xy(x_pool, y_pool, chain.input_width, chain.n_classes,
+                                      "x_pool", "y_pool")
+    x_test, y_test = network.check_xy(x_test, y_test, chain.input_width, chain.n_classes,
+                                      "x_test", "y_test")
+    batch_size = network.check_batch_size(batch_size)
+    if not isinstance(carry_over, bool):
+        raise TypeError(f"carry_over must be a bool, got {carry_over!r}")
+    if arithmetic not in ARITHMETICS:
+        raise ValueError(f"arithmetic must be one of {ARITHMETICS}, got {arithmetic!r}")
+    packing = _check_packing(packing)
+
+    def row_sums(xb, yb):
+        if arithmetic == "tf0":
+            return tf0_row_sums(model, xb, yb, scope)
+        return hessian.hessian_row_sums(model, xb, yb, scope=scope)
+
+    rng = np.random.default_rng(seed)
+    original = chain.weights()
+    current = [w.copy() for w in original]
+    accuracies, tied = [], []
+    try:
+        for fraction in fractions:
+            batch = rng.choice(len(x_pool), size=batch_size, replace=False)
+            xb, yb = x_pool[batch], y_pool[batch]
+            model.set_weights(current)
+            scores = row_sums(xb, yb)
+            tied.append(bool(any(np.isnan(s).any() for s in scores)))
+            masks = tf0_masks(scores, fraction, scope, packing)
+            pruned = [w * m for w, m in zip(current, masks)]
+            model.set_weights(pruned)
+            accuracies.append(metrics.accuracy(model, x_test, y_test))
+            if carry_over:
+                again = tf0_masks(row_sums(xb, yb), fraction, scope, packing)
+                current = [np.where(m == 0, w0, w) for w0, w, m in zip(original, pruned, again)]
+    finally:
+        model.set_weights(original)
+    return np.array(accuracies), np.array(tied)
+
+
+def as_ran_sweep(run: str, fractions: Sequence[float], seeds: Sequence[int] = experiments.SEEDS,
+                 *, carry_over: bool = True, arithmetic: str = "tf0",
+                 packing: str = "weights_first") -> np.ndarray:
+    """Test accuracy of published ``run`` as its script computed it, shape ``(seeds, fractions)``.
+
+    Magnitude runs: most negative values first. OBD runs: ``obd_as_ran``
+    on the 55,000-image split, batches drawn with the training seed. The
+    network is ``RUN_VARIANTS[run]`` (the dropout run: learning rate 1e-5).
+    Cached on disk. Example::
+
+        fractions, _ = published.curve("obd_all_layers_prune")
+        acc = as_ran_sweep("obd_all_layers_prune", fractions)
+    """
+    return as_ran_details(run, fractions, seeds, carry_over=carry_over, arithmetic=arithmetic,
+                          packing=packing)[0]
+
+
+def as_ran_details(run: str, fractions: Sequence[float], seeds: Sequence[int] = experiments.SEEDS,
+                   *, carry_over: bool = True, arithmetic: str = "tf0",
+                   packing: str = "weights_first") -> tuple[np.ndarray, np.ndarray]:
+    """``as_ran_sweep`` plus, per seed and fraction, whether the step's scores were all tied (NaN)."""
+    if not isinstance(run, str) or run not in published.RUNS:
+        raise ValueError(f"run must be one of {tuple(published.RUNS)}, got {run!r}")
+    fractions = _check_fractions(fractions)
+    seeds = _check_seeds(seeds)
+    if not isinstance(carry_over, bool):
+        raise TypeError(f"carry_over must be a bool, got {carry_over!r}")
+    if arithmetic not in ARITHMETICS:
+        raise ValueError(f"arithmetic must be one of {ARITHMETICS}, got {arithmetic!r}")
+    packing = _check_packing(packing)
+    spec = published.RUNS[run]
+    rows, flags = [], []
+    for seed in seeds:
+        config = experiments.post_config(RUN_VARIANTS[run], seed)
+
+        def build(config=config, seed=seed):
+            model = training.train_model(config).model
+            (x_pool, y_pool), _ = data.load_post_split()
+            _, (x_test, y_test) = data.load_mnist()
+            if spec.method == "magnitude":
+                acc = magnitude_as_ran(model, fractions, x_test, y_test, spec.scope)
+                tied = np.zeros(len(fractions), bool)
+            else:
+                acc, tied = obd_as_ran(model, fractions, spec.scope, x_pool, y_pool, x_test, y_test,
+                                       seed=seed, carry_over=carry_over, arithmetic=arithmetic,
+                                       packing=packing)
+            return {"accuracy": acc, "tied": tied}
+
+        key = {"run": run, "model": config.to_dict(), "fractions": fractions,
+               "carry_over": carry_over, "arithmetic": arithmetic, "packing": packing}
+        arrays = cache.fetch("asran_sweep", key, build,
+                             version=f"asran_runs{ASRAN_RUNS_CODE_VERSION}-training"
+                                     f"{training.TRAINING_CODE_VERSION}")
+        rows.append(arrays["accuracy"])
+        flags.append(arrays["tied"])
+    return np.stack(rows), np.stack(flags)
+
+
+def mean_abs_gap(curve: np.ndarray, reference: np.ndarray) -> float:
+    """Mean absolute difference between two accuracy curves, in percentage points."""
+    curve, reference = np.asarray(curve, float), np.asarray(reference, float)
+    if curve.shape != reference.shape or curve.ndim != 1 or curve.size == 0:
+        raise ValueError(f"curve and reference must be 1-D of equal length, got {curve.shape} "
+                         f"and {reference.shape}")
+    return float(100 * np.mean(np.abs(curve - reference)))
+
+
+# --- argument checks -------------------------------------------------------------------------
+
+def _check_packing(packing: object) -> str:
+    if not isinstance(packing, str) or packing not in PACKINGS:
+        raise ValueError(f"packing must be one of {PACKINGS}, got {packing!r}")
+    return packing
+
+
+def _check_fractions(fractions: object) -> list[float]:
+    if isinstance(fractions, (str, bytes)) or not isinstance(fractions, (Sequence, np.ndarray)):
+        raise TypeError(f"fractions must be a sequence of floats, got {fractions!r}")
+    if len(fractions) == 0:
+        raise ValueError("fractions is empty")
+    return [pruning.check_fraction(f, "fractions") for f in fractions]
+
+
+def _check_seeds(seeds: object) -> list[int]:
+    if isinstance(seeds, (str, bytes)) or not isinstance(seeds, (Sequence, np.ndarray)):
+        raise TypeError(f"seeds must be a sequence of ints, got {seeds!r}")
+    if len(seeds) == 0:
+        raise ValueError("seeds is empty")
+    out = []
+    for s in seeds:
+        if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 0:
+            raise ValueError(f"seeds must hold non-negative ints, got {s!r}")
+        out.append(int(s))
+    return out
+
+
+def _check_scores_allow_nan(scores: object) -> list[np.ndarray]:
+    if isinstance(scores, np.ndarray) or not isinstance(scores, Sequence) or len(scores) == 0:
+        raise TypeError("scores must be a non-empty list of arrays (one per weight tensor)")
+    out = []
+    for i, s in enumerate(scores):
+        s = np.asarray(s)
+        if s.dtype == bool or not (np.issubdtype(s.dtype, np.floating)
+                                   or np.issubdtype(s.dtype, np.integer)):
+            raise TypeError(f"scores[{i}] must hold numbers, got dtype {s.dtype}")
+        if s.size == 0:
+            raise ValueError(f"scores[{i}] is empty")
+        out.append(s)
+    return out
