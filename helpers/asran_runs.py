@@ -216,6 +216,30 @@ def saturated(model: keras.Model, x: np.ndarray) -> np.ndarray:
     return p.min(axis=1) < TF0_OVERFLOW_P
 
 
+def gauss_newton_row_sums(model: keras.Model, x: np.ndarray, y: np.ndarray) -> list[np.ndarray]:
+    """Row sums ``G @ 1`` of the Gauss-Newton part ``G = J^T A J`` of the Hessian (mean over samples).
+
+    The Hessian of the loss is ``G`` plus a network-curvature part that
+    weights the logits' second derivatives by the loss gradient. ``G @ 1``
+    is what the row sums would be if that second part vanished, and
+    ``hessian_row_sums - G @ 1`` what they would be if the loss's own
+    curvature ``A`` vanished (hypotheses of chapter "As the code ran").
+    """
+    chain = network.dense_chain(model)
+    x, y = network.check_xy(x, y, chain.input_width, chain.n_classes)
+    weights = [tf.constant(w) for w in chain.weights()]
+    xt = tf.constant(x)
+    with tf.autodiff.ForwardAccumulator(weights, [tf.ones_like(w) for w in weights]) as acc:
+        logits = network.logits(xt, weights, chain.layout)
+    jv = acc.jvp(logits)
+    p = tf.nn.softmax(logits)
+    a_jv = p * jv - p * tf.reduce_sum(p * jv, axis=1, keepdims=True)
+    with tf.GradientTape() as tape:
+        tape.watch(weights)
+        out = tf.reduce_sum(network.logits(xt, weights, chain.layout) * tf.stop_gradient(a_jv))
+    return [g.numpy() / np.float32(len(x)) for g in tape.gradient(out, weights)]
+
+
 # --- sweeps ----------------------------------------------------------------------------------
 
 def _accuracy_with(model: keras.Model, masks: list[np.ndarray], x: np.ndarray, y: np.ndarray) -> float:

@@ -167,3 +167,31 @@ def test_argument_checks():
     with pytest.raises(ValueError):
         asran_runs.mean_abs_gap(np.zeros(3), np.zeros(4))
     assert asran_runs.mean_abs_gap(np.array([0.9, 0.5]), np.array([0.8, 0.5])) == pytest.approx(5.0)
+
+
+def test_gauss_newton_row_sums_against_brute_force():
+    import tensorflow as tf
+    model = small_mlp(SIZES)
+    x, y = small_data(SIZES, n=12)
+    weights = model.trainable_weights
+    with tf.GradientTape(persistent=True) as tape:
+        logits = model(tf.constant(x), training=False)
+    jac = np.concatenate([tape.jacobian(logits, w).numpy().reshape(len(x), 3, -1) for w in weights],
+                         axis=2)
+    del tape
+    p = tf.nn.softmax(logits).numpy().astype(np.float64)
+    g_one = np.zeros(jac.shape[2])
+    for n in range(len(x)):
+        a = np.diag(p[n]) - np.outer(p[n], p[n])
+        g_one += jac[n].T @ (a @ jac[n].sum(axis=1))
+    ours = hessian.flatten(asran_runs.gauss_newton_row_sums(model, x, y))
+    assert np.max(np.abs(ours - g_one / len(x))) / np.max(np.abs(g_one / len(x))) < 1e-4
+    # Without hidden layers the logits are linear in the weights, H = G, and
+    # both row sums vanish (J @ 1 is the same for every logit and A @ 1 = 0).
+    linear = small_mlp((6, 3))
+    full = hessian.flatten(hessian.hessian_row_sums(linear, x, y))
+    gn = hessian.flatten(asran_runs.gauss_newton_row_sums(linear, x, y))
+    assert np.max(np.abs(full)) < 1e-5 and np.max(np.abs(gn)) < 1e-5
+    # With hidden layers they differ.
+    deep = hessian.flatten(hessian.hessian_row_sums(model, x, y))
+    assert np.max(np.abs(deep - ours)) > 1e-3 * np.max(np.abs(deep))
