@@ -1,0 +1,399 @@
+"""Pruning with retraining (chapter "Pruning with retraining").
+
+The full recipe of LeCun, Denker and Solla (1990) does not stop at deleting
+parameters: it trains the network again with the deleted parameters held at
+zero, recomputes the saliencies, deletes some more, and repeats.
+
+``retrain`` is the masked training loop. It runs Adam (the formula Keras 3
+uses, written out as tensors so one compiled loop serves every model of the
+same shape) inside a single graph, and keeps pruned parameters *exactly* zero
+in two ways: their gradients are masked, so Adam's moment estimates for them
+stay zero, and the weights are multiplied by the mask after every step. The
+batch order comes from ``seed`` (``training.batch_indices``), dropout (if the
+model has any) from stateless random ops seeded by ``seed`` and the step, so
+the same call gives the same weights.
+
+``prune_and_retrain`` runs a whole schedule, one-shot (one round) or
+iterative (several rounds), on one of the book's trained networks, and caches
+everything it measured with ``helpers.cache.fetch``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from helpers import cache, data, metrics, models, network, pruning, saliency, training
+
+#: Bump when a change to this module would change what it produces.
+RETRAINING_CODE_VERSION = "1"
+
+#: Saliencies a schedule may use (both recomputed on the pruned model every round).
+SCHEDULE_METHODS = ("magnitude", "obd")
+_LOSSES = ("sum", "mean")
+
+
+def retrain(model: keras.Model, masks: Sequence[np.ndarray], x: np.ndarray, y: np.ndarray, *,
+            steps: int, learning_rate: float = 1e-4, batch_size: int = 64, loss: str = "sum",
+            beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-8, seed: int = 0,
+            log_every: int | None = None,
+            eval_sets: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
+            ) -> dict[str, np.ndarray]:
+    """Prune ``model`` with ``masks`` and train it for ``steps`` Adam steps, pruned weights frozen at 0.
+
+    The model is changed in place (its weights become the retrained ones). A
+    fresh Adam state is used, as at the start of any training. Mini-batches of
+    ``batch_size`` rows of ``(x, y)`` follow a fresh permutation per epoch,
+    drawn from ``seed``; ``loss="sum"`` sums the cross-entropy over a batch as
+    the post did, ``"mean"`` averages it.
+
+    Returns a history: ``step`` (steps done at each log point, every
+    ``log_every`` steps and at the end), ``train_loss`` (mean per-sample loss
+    over the steps since the previous log point) and, for every
+    ``name -> (x_eval, y_eval)`` in ``eval_sets``, ``<name>_accuracy``. Every
+    argument is checked before the model is touched.
+    """
+    chain = network.dense_chain(model)
+    weights = chain.weights()
+    masks = _check_masks(masks, weights)
+    x, y = network.check_xy(x, y, chain.input_width, chain.n_classes)
+    steps = _check_int(steps, "steps", 1)
+    batch_size = _check_int(batch_size, "batch_size", 1)
+    if batch_size > len(x):
+        raise ValueError(f"batch_size ({batch_size}) is larger than the data set ({len(x)})")
+    seed = _check_int(seed, "seed", 0)
+    log_every = steps if log_every is None else _check_int(log_every, "log_every", 1)
+    learning_rate = _check_positive(learning_rate, "learning_rate")
+    epsilon = _check_positive(epsilon, "epsilon")
+    beta_1 = _check_beta(beta_1, "beta_1")
+    beta_2 = _check_beta(beta_2, "beta_2")
+    if not isinstance(loss, str) or loss not in _LOSSES:
+        raise ValueError(f"loss must be one of {_LOSSES}, got {loss!r}")
+    evaluations = _check_eval_sets(eval_sets, chain)
+    rates = _dropout_rates(model, len(chain.layers))
+
+    # --- work starts here: nothing above changed the model -------------------------------
+    indices = training.batch_indices(len(x), batch_size, steps, "shuffle", seed)
+    mask_t = tuple(tf.constant(m) for m in masks)
+    w_t = tuple(tf.constant(w * m) for w, m in zip(weights, masks))
+    m_t = tuple(tf.zeros_like(w) for w in w_t)
+    v_t = tuple(tf.zeros_like(w) for w in w_t)
+    hyper = tf.constant([learning_rate, beta_1, beta_2, epsilon], tf.float32)
+    x_all, y_all = tf.constant(x), tf.constant(y)
+    done, log = 0, {"step": [], "train_loss": []}
+    for name in evaluations:
+        log[f"{name}_accuracy"] = []
+    while done < steps:
+        n = min(log_every, steps - done)
+        w_t, m_t, v_t, loss_sum = _run_chunk(
+            w_t, m_t, v_t, mask_t, tf.constant(indices[done:done + n]), tf.constant(done),
+            x_all, y_all, hyper, tf.constant(seed, tf.int64), chain.layout, rates, loss == "sum")
+        done += n
+        log["step"].append(done)
+        log["train_loss"].append(float(loss_sum) / (n * batch_size))
+        for name, (xe, ye) in evaluations.items():
+            log[f"{name}_accuracy"].append(float(_accuracy(w_t, xe, ye, chain.layout)))
+    model.set_weights([w.numpy() for w in w_t])
+    return {k: np.asarray(v, np.int64 if k == "step" else np.float64) for k, v in log.items()}
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """One pruning-with-retraining experiment on one trained network.
+
+    ``sparsities`` are the fractions of all parameters pruned after each
+    round (strictly increasing); one entry is one-shot pruning, several are
+    iterative pruning. Each round scores the current (already pruned and
+    retrained) model by ``method``, prunes the lowest-scored parameters until
+    ``sparsities[r]`` of them are zero (the ones already pruned stay pruned),
+    and retrains for ``steps_per_round`` steps. ``n_score`` training images
+    (the first of the 55,000) feed the OBD Hessian diagonal.
+    """
+
+    method: str
+    sparsities: tuple[float, ...]
+    steps_per_round: int
+    scope: str = "global"
+    learning_rate: float = 1e-4
+    batch_size: int = 64
+    loss: str = "sum"
+    n_score: int = 10_000
+    log_every: int = 500
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.method, str) or self.method not in SCHEDULE_METHODS:
+            raise ValueError(f"method must be one of {SCHEDULE_METHODS}, got {self.method!r}")
+        if isinstance(self.sparsities, (str, bytes)) or not isinstance(self.sparsities, Sequence) \
+                or len(self.sparsities) == 0:
+            raise TypeError(f"sparsities must be a non-empty sequence of floats, got "
+                            f"{self.sparsities!r}")
+        values = tuple(pruning.check_fraction(f, "sparsities") for f in self.sparsities)
+        if any(b <= a for a, b in zip(values, values[1:])):
+            raise ValueError(f"sparsities must be strictly increasing, got {values}")
+        object.__setattr__(self, "sparsities", values)
+        for name, low in (("steps_per_round", 1), ("batch_size", 1), ("n_score", 1),
+                          ("log_every", 1), ("seed", 0)):
+            _check_int(getattr(self, name), name, low)
+        pruning.check_scope(self.scope)
+        _check_positive(self.learning_rate, "learning_rate")
+        if not isinstance(self.loss, str) or self.loss not in _LOSSES:
+            raise ValueError(f"loss must be one of {_LOSSES}, got {self.loss!r}")
+
+    @property
+    def total_steps(self) -> int:
+        return self.steps_per_round * len(self.sparsities)
+
+    def to_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v
+                for k, v in dataclasses.asdict(self).items()}
+
+
+@dataclass
+class ScheduleResult:
+    """What ``prune_and_retrain`` measured, round by round, and the final network.
+
+    Per round ``r``: ``sparsity[r]`` (fraction of all parameters at zero),
+    ``pruned_accuracy[r]`` (test accuracy right after pruning, before
+    retraining), ``accuracy[r]`` and ``val_accuracy[r]`` (after retraining),
+    ``steps[r]`` (retraining steps done so far, all rounds). ``log`` holds the
+    retraining curves: ``round``, ``step`` (cumulative), ``train_loss``,
+    ``val_accuracy``, ``test_accuracy``. ``model`` and ``masks`` are the
+    network after the last round.
+    """
+
+    schedule: Schedule
+    sparsity: np.ndarray
+    pruned_accuracy: np.ndarray
+    accuracy: np.ndarray
+    val_accuracy: np.ndarray
+    steps: np.ndarray
+    log: dict[str, np.ndarray]
+    model: keras.Sequential
+    masks: list[np.ndarray]
+
+
+def prune_and_retrain(trained: training.TrainedModel, schedule: Schedule, *,
+                      use_cache: bool = True) -> ScheduleResult:
+    """Run ``schedule`` on a copy of ``trained.model`` (cached by both configurations).
+
+    Retraining uses the post's 55,000-image split, validation accuracy the
+    other 5,000 images, test accuracy the 10,000 test images. Round ``r``
+    draws its batch order from seed ``1000 * schedule.seed + r``.
+    """
+    if not isinstance(trained, training.TrainedModel):
+        raise TypeError(f"trained must be a training.TrainedModel, got {type(trained).__name__}")
+    if not isinstance(schedule, Schedule):
+        raise TypeError(f"schedule must be a retraining.Schedule, got {type(schedule).__name__}")
+    network.dense_chain(trained.model)
+    build = lambda: _run_schedule(trained, schedule)  # noqa: E731
+    if not use_cache:
+        arrays = build()
+    else:
+        arrays = cache.fetch("retrain", {"trained": trained.config.to_dict(),
+                                         "schedule": schedule.to_dict()}, build,
+                             version=f"{RETRAINING_CODE_VERSION}-{training.TRAINING_CODE_VERSION}")
+    return _unpack(trained, schedule, arrays)
+
+
+def freeze_pruned(scores: Sequence[np.ndarray], masks: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Scores with every already-pruned parameter (mask 0) placed below all others.
+
+    ``pruning.prune_masks`` then prunes them first, so the masks of
+    successive rounds are nested.
+    """
+    scores = pruning.check_scores(scores)
+    masks = pruning.check_scores(masks, name="masks")
+    if [s.shape for s in scores] != [m.shape for m in masks]:
+        raise ValueError("masks must have the shapes of scores")
+    low = min(float(np.min(s)) for s in scores) - 1.0
+    return [np.where(m == 0, low, s.astype(np.float64)) for s, m in zip(scores, masks)]
+
+
+# --- internals -------------------------------------------------------------------------------
+
+def _run_schedule(trained: training.TrainedModel, schedule: Schedule) -> dict[str, np.ndarray]:
+    (x_train, y_train), (x_val, y_val) = data.load_post_split()
+    _, (x_test, y_test) = data.load_mnist()
+    x_score, y_score = x_train[:schedule.n_score], y_train[:schedule.n_score]
+    model = models.mlp(trained.config.layer_sizes, dropout=trained.config.dropout)
+    model.set_weights(trained.model.get_weights())
+    masks = [np.ones(w.shape, np.float32) for w in model.get_weights()]
+    out = {k: [] for k in ("sparsity", "pruned_accuracy", "accuracy", "val_accuracy", "steps")}
+    logs = {k: [] for k in ("round", "step", "train_loss", "val_accuracy", "test_accuracy")}
+    for r, target in enumerate(schedule.sparsities):
+        scores = saliency.saliency(model, schedule.method, x_score, y_score, scope=schedule.scope)
+        masks = pruning.prune_masks(freeze_pruned(scores, masks), target, scope=schedule.scope)
+        pruning.apply_masks(model, masks)
+        out["sparsity"].append(1.0 - sum(m.sum() for m in masks) / sum(m.size for m in masks))
+        out["pruned_accuracy"].append(metrics.accuracy(model, x_test, y_test))
+        history = retrain(model, masks, x_train, y_train, steps=schedule.steps_per_round,
+                          learning_rate=schedule.learning_rate, batch_size=schedule.batch_size,
+                          loss=schedule.loss, seed=1000 * schedule.seed + r,
+                          log_every=schedule.log_every,
+                          eval_sets={"val": (x_val, y_val), "test": (x_test, y_test)})
+        offset = r * schedule.steps_per_round
+        logs["round"].append(np.full(len(history["step"]), r))
+        logs["step"].append(history["step"] + offset)
+        logs["train_loss"].append(history["train_loss"])
+        logs["val_accuracy"].append(history["val_accuracy"])
+        logs["test_accuracy"].append(history["test_accuracy"])
+        out["accuracy"].append(history["test_accuracy"][-1])
+        out["val_accuracy"].append(history["val_accuracy"][-1])
+        out["steps"].append(offset + schedule.steps_per_round)
+    arrays = {k: np.asarray(v, np.int64 if k == "steps" else np.float64) for k, v in out.items()}
+    for k, v in logs.items():
+        arrays[f"log_{k}"] = np.concatenate(v)
+    for i, (w, m) in enumerate(zip(model.get_weights(), masks)):
+        arrays[f"w{i}"] = w
+        arrays[f"m{i}"] = m
+    return arrays
+
+
+def _unpack(trained: training.TrainedModel, schedule: Schedule,
+            arrays: dict[str, np.ndarray]) -> ScheduleResult:
+    model = models.mlp(trained.config.layer_sizes, dropout=trained.config.dropout)
+    n = len(model.trainable_weights)
+    model.set_weights([arrays[f"w{i}"] for i in range(n)])
+    return ScheduleResult(
+        schedule=schedule, sparsity=arrays["sparsity"], pruned_accuracy=arrays["pruned_accuracy"],
+        accuracy=arrays["accuracy"], val_accuracy=arrays["val_accuracy"], steps=arrays["steps"],
+        log={k[len("log_"):]: v for k, v in arrays.items() if k.startswith("log_")},
+        model=model, masks=[arrays[f"m{i}"] for i in range(n)])
+
+
+@tf.function(reduce_retracing=True)
+def _run_chunk(weights, m_state, v_state, masks, idx, step0, x_all, y_all, hyper, seed,
+               layout, rates, summed):
+    """``len(idx)`` masked Adam steps in one graph loop; returns the new state and the loss sum."""
+    lr, beta_1, beta_2, eps = hyper[0], hyper[1], hyper[2], hyper[3]
+    weights, m_state, v_state = list(weights), list(m_state), list(v_state)
+    total = tf.constant(0.0, tf.float32)
+    for i in tf.range(tf.shape(idx)[0]):
+        xb = tf.gather(x_all, idx[i])
+        yb = tf.gather(y_all, idx[i])
+        step = tf.cast(step0 + i, tf.int64)
+        with tf.GradientTape() as tape:
+            tape.watch(weights)
+            logits = _train_logits(xb, weights, layout, rates, seed, step)
+            per_sample = tf.nn.sparse_softmax_cross_entropy_with_logits(yb, logits)
+            loss = tf.reduce_sum(per_sample) if summed else tf.reduce_mean(per_sample)
+        grads = tape.gradient(loss, weights)
+        t = tf.cast(step + 1, tf.float32)
+        alpha = lr * tf.sqrt(1.0 - tf.pow(beta_2, t)) / (1.0 - tf.pow(beta_1, t))
+        new_w, new_m, new_v = [], [], []
+        for w, m, v, g, mask in zip(weights, m_state, v_state, grads, masks):
+            g = g * mask
+            m = m + (g - m) * (1.0 - beta_1)
+            v = v + (tf.square(g) - v) * (1.0 - beta_2)
+            new_w.append((w - (m * alpha) / (tf.sqrt(v) + eps)) * mask)
+            new_m.append(m)
+            new_v.append(v)
+        weights, m_state, v_state = new_w, new_m, new_v
+        total += tf.reduce_sum(per_sample)
+    return tuple(weights), tuple(m_state), tuple(v_state), total
+
+
+def _train_logits(x, weights, layout, rates, seed, step):
+    """The MLP's logits in training mode: dropout (stateless, seeded) after hidden layers."""
+    a, i = x, 0
+    for j, has_bias in enumerate(layout):
+        z = tf.matmul(a, weights[i])
+        i += 1
+        if has_bias:
+            z += weights[i]
+            i += 1
+        if j < len(layout) - 1:
+            a = tf.nn.relu(z)
+            if rates[j] > 0:
+                a = tf.nn.experimental.stateless_dropout(
+                    a, rates[j], seed=tf.stack([seed, step * len(layout) + j]))
+        else:
+            a = z
+    return a
+
+
+@tf.function(reduce_retracing=True)
+def _accuracy(weights, x, y, layout):
+    logits = network.logits(x, list(weights), layout)
+    hits = tf.equal(tf.argmax(logits, axis=1, output_type=tf.int32), y)
+    return tf.reduce_mean(tf.cast(hits, tf.float32))
+
+
+def _dropout_rates(model: keras.Model, n_dense: int) -> tuple[float, ...]:
+    """The dropout rate after each hidden Dense layer (0 where there is none)."""
+    rates, dense_seen = [0.0] * n_dense, 0
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Dense):
+            dense_seen += 1
+        elif isinstance(layer, keras.layers.Dropout):
+            if dense_seen == 0 or dense_seen >= n_dense:
+                raise NotImplementedError("model: dropout is supported only after hidden layers")
+            rates[dense_seen - 1] = float(layer.rate)
+    return tuple(rates)
+
+
+def _check_masks(masks: object, weights: list[np.ndarray]) -> list[np.ndarray]:
+    if isinstance(masks, np.ndarray) or not isinstance(masks, Sequence):
+        raise TypeError("masks must be a list of 0/1 arrays, one per weight tensor")
+    if len(masks) != len(weights):
+        raise ValueError(f"masks must have {len(weights)} arrays (one per weight tensor), "
+                         f"got {len(masks)}")
+    out = []
+    for i, (m, w) in enumerate(zip(masks, weights)):
+        m = np.asarray(m)
+        if m.dtype == object or not (np.issubdtype(m.dtype, np.number) or m.dtype == bool):
+            raise TypeError(f"masks[{i}] must hold 0/1 numbers, got dtype {m.dtype}")
+        if m.shape != w.shape:
+            raise ValueError(f"masks[{i}] must have shape {w.shape}, got {m.shape}")
+        if not np.all((m == 0) | (m == 1)):
+            raise ValueError(f"masks[{i}] must contain only 0 and 1")
+        out.append(m.astype(np.float32))
+    return out
+
+
+def _check_eval_sets(eval_sets: object, chain: network.DenseChain) -> dict:
+    if eval_sets is None:
+        return {}
+    if not isinstance(eval_sets, Mapping):
+        raise TypeError("eval_sets must be a mapping name -> (x, y)")
+    out = {}
+    for name, pair in eval_sets.items():
+        if not isinstance(name, str) or not name.isidentifier():
+            raise ValueError(f"eval_sets keys must be identifiers, got {name!r}")
+        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+            raise TypeError(f"eval_sets[{name!r}] must be a pair (x, y)")
+        xe, ye = network.check_xy(pair[0], pair[1], chain.input_width, chain.n_classes,
+                                  x_name=f"eval_sets[{name!r}][0]",
+                                  y_name=f"eval_sets[{name!r}][1]")
+        out[name] = (tf.constant(xe), tf.constant(ye))
+    return out
+
+
+def _check_int(value: object, name: str, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    if value < low:
+        raise ValueError(f"{name} must be >= {low}, got {value!r}")
+    return int(value)
+
+
+def _check_positive(value: object, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)):
+        raise TypeError(f"{name} must be a float, got {value!r}")
+    if not (np.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be positive and finite, got {value!r}")
+    return float(value)
+
+
+def _check_beta(value: object, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)):
+        raise TypeError(f"{name} must be a float, got {value!r}")
+    if not 0.0 <= value < 1.0:
+        raise ValueError(f"{name} must be in [0, 1), got {value!r}")
+    return float(value)

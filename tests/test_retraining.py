@@ -1,0 +1,229 @@
+"""Tests for helpers.retraining: masked retraining keeps pruned weights at zero, is deterministic,
+checks its arguments before touching the model, and recovers accuracy."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from helpers import metrics, models, pruning, retraining, saliency, seeding, training
+
+SIZES = (6, 16, 12, 3)
+
+
+def _model(seed=1, dropout=0.0):
+    seeding.set_seed(seed)
+    return models.mlp(SIZES, dropout=dropout, init_stddev=0.5)
+
+
+def _teacher_data(n=600, seed=0):
+    """Inputs labelled by a fixed random linear teacher: learnable by the small MLP."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, SIZES[0])).astype(np.float32)
+    teacher = rng.normal(size=(SIZES[0], SIZES[-1]))
+    return x, np.argmax(x @ teacher, axis=1)
+
+
+def _random_masks(model, fraction=0.6, seed=0):
+    rng = np.random.default_rng(seed)
+    return [(rng.random(w.shape) >= fraction).astype(np.float32) for w in model.get_weights()]
+
+
+def _same(a, b):
+    return all(np.array_equal(u, v) for u, v in zip(a, b))
+
+
+def test_pruned_weights_stay_exactly_zero():
+    model = _model()
+    before = model.get_weights()
+    x, y = _teacher_data()
+    masks = _random_masks(model)
+    retraining.retrain(model, masks, x, y, steps=120, batch_size=32, learning_rate=1e-2)
+    weights = model.get_weights()
+    for w, m in zip(weights, masks):
+        assert np.all(w[m == 0] == 0.0)
+    # Most kept weights were trained (those of ReLU units dead on all inputs cannot move).
+    kept = np.concatenate([(w != b)[m == 1] for w, b, m in zip(weights, before, masks)])
+    assert kept.mean() > 0.5
+
+
+def test_pruned_weights_stay_zero_with_dropout():
+    model = _model(dropout=0.3)
+    x, y = _teacher_data()
+    masks = _random_masks(model, 0.5, seed=3)
+    retraining.retrain(model, masks, x, y, steps=60, batch_size=16, learning_rate=1e-2)
+    assert all(np.all(w[m == 0] == 0.0) for w, m in zip(model.get_weights(), masks))
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.3])
+def test_same_seed_same_weights(dropout):
+    x, y = _teacher_data()
+    results = []
+    for seed in (5, 5, 6):
+        model = _model(dropout=dropout)
+        masks = _random_masks(model)
+        history = retraining.retrain(model, masks, x, y, steps=80, batch_size=16,
+                                     learning_rate=1e-2, seed=seed, log_every=20)
+        results.append((model.get_weights(), history["train_loss"]))
+    assert _same(results[0][0], results[1][0])
+    assert np.array_equal(results[0][1], results[1][1])
+    assert not _same(results[0][0], results[2][0])
+
+
+def test_all_ones_masks_match_keras_adam():
+    """With nothing pruned, the loop is the book's training loop (Keras Adam, summed loss)."""
+    x, y = _teacher_data()
+    ours, theirs = _model(), _model()
+    ones = [np.ones(w.shape, np.float32) for w in ours.get_weights()]
+    retraining.retrain(ours, ones, x, y, steps=50, batch_size=32, learning_rate=1e-3, seed=2)
+    optimizer = keras.optimizers.Adam(learning_rate=1e-3, epsilon=1e-8)
+    optimizer.build(theirs.trainable_variables)
+    run = training._make_chunk_runner(theirs, optimizer, tf.constant(x),
+                                      tf.constant(y, tf.int32), "sum")
+    run(tf.constant(training.batch_indices(len(x), 32, 50, "shuffle", 2)))
+    for a, b in zip(ours.get_weights(), theirs.get_weights()):
+        np.testing.assert_allclose(a, b, atol=2e-5)
+
+
+def test_history_and_eval_sets():
+    model = _model()
+    x, y = _teacher_data()
+    history = retraining.retrain(model, _random_masks(model), x, y, steps=50, batch_size=16,
+                                 log_every=20, eval_sets={"train": (x, y)})
+    assert list(history["step"]) == [20, 40, 50]
+    assert set(history) == {"step", "train_loss", "train_accuracy"}
+    assert history["train_accuracy"][-1] == pytest.approx(metrics.accuracy(model, x, y), abs=1e-6)
+
+
+def test_accuracy_recovers_on_a_small_case():
+    x, y = _teacher_data(n=1200)
+    model = _model()
+    ones = [np.ones(w.shape, np.float32) for w in model.get_weights()]
+    retraining.retrain(model, ones, x, y, steps=1500, batch_size=32, learning_rate=3e-3)
+    dense = metrics.accuracy(model, x, y)
+    masks = pruning.prune_masks(saliency.saliency(model, "magnitude"), 0.7)
+    pruning.apply_masks(model, masks)
+    damaged = metrics.accuracy(model, x, y)
+    retraining.retrain(model, masks, x, y, steps=800, batch_size=32, learning_rate=3e-3)
+    recovered = metrics.accuracy(model, x, y)
+    assert dense > 0.9
+    assert damaged < dense - 0.1
+    assert recovered > damaged + 0.1
+    assert recovered > dense - 0.05
+
+
+@pytest.mark.parametrize("kwargs, error, word", [
+    (dict(steps=0), ValueError, "steps"),
+    (dict(steps=2.5), TypeError, "steps"),
+    (dict(steps=True), TypeError, "steps"),
+    (dict(batch_size=0), ValueError, "batch_size"),
+    (dict(batch_size=10_000), ValueError, "batch_size"),
+    (dict(learning_rate=-1.0), ValueError, "learning_rate"),
+    (dict(learning_rate="fast"), TypeError, "learning_rate"),
+    (dict(epsilon=0.0), ValueError, "epsilon"),
+    (dict(beta_1=1.0), ValueError, "beta_1"),
+    (dict(beta_2=-0.1), ValueError, "beta_2"),
+    (dict(loss="max"), ValueError, "loss"),
+    (dict(seed=-1), ValueError, "seed"),
+    (dict(log_every=0), ValueError, "log_every"),
+    (dict(eval_sets=[1, 2]), TypeError, "eval_sets"),
+    (dict(eval_sets={"val": (np.zeros((3, 5), np.float32), np.zeros(3, int))}), ValueError,
+     "eval_sets"),
+])
+def test_bad_arguments_raise_before_any_change(kwargs, error, word):
+    model = _model()
+    before = model.get_weights()
+    x, y = _teacher_data()
+    arguments = dict(steps=10)
+    arguments.update(kwargs)
+    with pytest.raises(error, match=word):
+        retraining.retrain(model, _random_masks(model), x, y, **arguments)
+    assert _same(before, model.get_weights())
+
+
+@pytest.mark.parametrize("change, error, word", [
+    (lambda m: m[:-1], ValueError, "masks"),
+    (lambda m: [m[0][:2]] + m[1:], ValueError, "masks"),
+    (lambda m: [m[0] * 0.5] + m[1:], ValueError, "masks"),
+    (lambda m: [m[0].astype(str)] + m[1:], TypeError, "masks"),
+    (lambda m: np.ones(3), TypeError, "masks"),
+])
+def test_bad_masks_raise_before_any_change(change, error, word):
+    model = _model()
+    before = model.get_weights()
+    x, y = _teacher_data()
+    with pytest.raises(error, match=word):
+        retraining.retrain(model, change(_random_masks(model)), x, y, steps=10)
+    assert _same(before, model.get_weights())
+
+
+def test_bad_data_and_model_raise_before_any_change():
+    model = _model()
+    before = model.get_weights()
+    x, y = _teacher_data()
+    masks = _random_masks(model)
+    with pytest.raises(ValueError, match="x"):
+        retraining.retrain(model, masks, x[:, :4], y, steps=5)
+    with pytest.raises(ValueError, match="y"):
+        retraining.retrain(model, masks, x, y + 5, steps=5)
+    with pytest.raises(TypeError, match="model"):
+        retraining.retrain("model", masks, x, y, steps=5)
+    assert _same(before, model.get_weights())
+
+
+def test_freeze_pruned_nests_masks():
+    rng = np.random.default_rng(0)
+    scores = [rng.random((5, 4)), rng.random(4)]
+    first = pruning.prune_masks(scores, 0.3)
+    # New scores that would rather keep the pruned ones: nesting must still hold.
+    new_scores = [np.where(m == 0, 10.0, s) for s, m in zip(scores, first)]
+    second = pruning.prune_masks(retraining.freeze_pruned(new_scores, first), 0.6)
+    assert all(np.all(b[a == 0] == 0) for a, b in zip(first, second))
+    assert sum(int((m == 0).sum()) for m in second) == pruning.n_pruned(0.6, 24)
+    with pytest.raises(ValueError, match="masks"):
+        retraining.freeze_pruned(scores, first[:1] + [np.ones(3)])
+
+
+@pytest.mark.parametrize("kwargs, error, word", [
+    (dict(method="fisher"), ValueError, "method"),
+    (dict(sparsities=()), TypeError, "sparsities"),
+    (dict(sparsities=(0.5, 0.4)), ValueError, "increasing"),
+    (dict(sparsities=(0.5, 1.5)), ValueError, "sparsities"),
+    (dict(steps_per_round=0), ValueError, "steps_per_round"),
+    (dict(scope="row"), ValueError, "scope"),
+    (dict(learning_rate=0.0), ValueError, "learning_rate"),
+    (dict(loss="l2"), ValueError, "loss"),
+])
+def test_schedule_validation(kwargs, error, word):
+    arguments = dict(method="obd", sparsities=(0.5, 0.8), steps_per_round=10)
+    arguments.update(kwargs)
+    with pytest.raises(error, match=word):
+        retraining.Schedule(**arguments)
+
+
+def test_prune_and_retrain_small_mnist_network(isolated_cache):
+    config = training.TrainConfig(layer_sizes=(784, 12, 10), steps=300, log_every=300)
+    trained = training.train_model(config)
+    before = trained.model.get_weights()
+    schedule = retraining.Schedule("obd", (0.5, 0.8), steps_per_round=150, n_score=500,
+                                   log_every=50)
+    result = retraining.prune_and_retrain(trained, schedule)
+    assert _same(before, trained.model.get_weights())  # the trained network is not changed
+    n = sum(w.size for w in before)
+    assert np.allclose(result.sparsity, [pruning.n_pruned(f, n) / n for f in (0.5, 0.8)])
+    assert list(result.steps) == [150, 300]
+    assert list(result.log["step"]) == [50, 100, 150, 200, 250, 300]
+    assert list(result.log["round"]) == [0, 0, 0, 1, 1, 1]
+    assert np.all(result.accuracy >= result.pruned_accuracy - 0.02)
+    weights = result.model.get_weights()
+    assert all(np.all(w[m == 0] == 0) for w, m in zip(weights, result.masks))
+    assert 1 - sum(m.sum() for m in result.masks) / n == pytest.approx(result.sparsity[-1])
+    again = retraining.prune_and_retrain(trained, schedule)  # from the cache
+    assert _same(weights, again.model.get_weights())
+    assert np.array_equal(result.log["test_accuracy"], again.log["test_accuracy"])
+    with pytest.raises(TypeError, match="schedule"):
+        retraining.prune_and_retrain(trained, {"method": "obd"})
+    with pytest.raises(TypeError, match="trained"):
+        retraining.prune_and_retrain(trained.model, schedule)
