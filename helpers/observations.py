@@ -1,0 +1,416 @@
+"""Measurements behind Part III, the post's four observations retested.
+
+One module for the four chapters of Part III:
+
+- "Magnitude pruning collapses" (09): :func:`layer_activity`, what a pruned
+  network's hidden ReLU layers and logits do on a set of images;
+- "All-layer beats layer-wise" (10): :func:`tensor_names`,
+  :func:`normalised_magnitude` (|w| over the spread of its own tensor) and
+  :func:`transplant_allocation` (the per-tensor counts of one global ranking
+  with the within-tensor order of another);
+- "Dropout and the diagonal" (11): :func:`taylor_terms`, the terms of the
+  second-order expansion of the loss for given deletion sets;
+- "Dropout under heavy pruning" (12): :func:`crossing`, where one accuracy
+  curve with a band over seeds overtakes another for good;
+- chapters 10 and 12: :func:`as_ran_obd_sweep`, the post's OBD loop as it
+  ran (``asran_runs.obd_as_ran``) on any network variant, over seeds.
+
+Every function validates its arguments before any work and raises
+``TypeError`` or ``ValueError`` naming the argument.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+
+from helpers import (asran_runs, cache, data, experiments, hessian, metrics, network, pruning,
+                     training)
+
+#: Bump when a change here would change a cached result.
+OBSERVATIONS_CODE_VERSION = "1"
+
+
+# --------------------------------------------------------------------------- names and scales
+
+def tensor_names(model: keras.Model) -> list[str]:
+    """Short names of ``model.trainable_weights``: ``W1, b1, W2, b2, ...`` (chapter 10)."""
+    chain = network.dense_chain(model)
+    names = []
+    for i, has_bias in enumerate(chain.layout, start=1):
+        names.append(f"W{i}")
+        if has_bias:
+            names.append(f"b{i}")
+    return names
+
+
+def normalised_magnitude(model: keras.Model) -> list[np.ndarray]:
+    """``|u_k| / std(tensor of u_k)`` for every parameter (chapter 10).
+
+    Ranking these globally removes the differences in weight scale between
+    tensors while keeping each tensor's own order by magnitude. A tensor whose
+    entries are all equal (standard deviation zero) is divided by 1 instead.
+    """
+    weights = network.dense_chain(model).weights()
+    out = []
+    for w in weights:
+        spread = float(np.std(w))
+        out.append(np.abs(w) / (spread if spread > 0 else 1.0))
+    return out
+
+
+def transplant_allocation(allocation_scores: Sequence[np.ndarray],
+                          ranking_scores: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Scores whose global ranking prunes as many parameters from each tensor as
+    ``allocation_scores`` does, choosing them inside each tensor in the order of
+    ``ranking_scores`` (chapter 10).
+
+    The global pruning order of ``allocation_scores`` (ascending, ties by
+    position, as ``pruning.prune_masks`` ranks them) hands every tensor a set
+    of slots 0, 1, 2, ...; inside each tensor those slots are given out again
+    in the ascending order of ``ranking_scores`` (ties by position). The
+    result holds the slot numbers, all distinct, so a global ranking of it
+    takes from each tensor, at every fraction, exactly the count that a
+    global ranking of ``allocation_scores`` takes, and inside the tensor the
+    parameters ``ranking_scores`` ranks lowest.
+    """
+    allocation = pruning.check_scores(allocation_scores, name="allocation_scores")
+    ranking = pruning.check_scores(ranking_scores, name="ranking_scores")
+    if [a.shape for a in allocation] != [r.shape for r in ranking]:
+        raise ValueError("allocation_scores and ranking_scores must have the same shapes, got "
+                         f"{[a.shape for a in allocation]} and {[r.shape for r in ranking]}")
+    flat = np.concatenate([a.ravel().astype(np.float64) for a in allocation])
+    slots = np.empty(flat.size, np.float64)
+    slots[np.argsort(flat, kind="stable")] = np.arange(flat.size, dtype=np.float64)
+    out, start = [], 0
+    for r in ranking:
+        mine = np.sort(slots[start:start + r.size])
+        start += r.size
+        new = np.empty(r.size, np.float64)
+        new[np.argsort(r.ravel(), kind="stable")] = mine
+        out.append(new.reshape(r.shape))
+    return out
+
+
+# --------------------------------------------------------------------------- activations
+
+@dataclass(frozen=True)
+class LayerActivity:
+    """What a (pruned) network does on a set of images (chapter 09).
+
+    Per hidden layer (arrays of length ``n_hidden``): the mean ReLU output over
+    images and units, the share of (image, unit) pairs whose pre-activation is
+    positive, the number of units never active on any image ("dead") and the
+    number active on every image ("always on"). Then the logits: the mean
+    logit of each class over the images, the class the network predicts most
+    often and the share of images it goes to, and the accuracy.
+    """
+
+    mean_activation: np.ndarray
+    active_fraction: np.ndarray
+    dead_units: np.ndarray
+    always_on_units: np.ndarray
+    mean_logits: np.ndarray
+    majority_class: int
+    majority_share: float
+    accuracy: float
+
+
+def pre_activations(model: keras.Model, x: np.ndarray,
+                    masks: Sequence[np.ndarray] | None = None) -> list[np.ndarray]:
+    """The pre-activations ``z`` of every Dense layer (the last are the logits), chapter 09.
+
+    ``masks`` (0/1, aligned with ``model.trainable_weights``) prune the
+    network first; the model itself is not modified. Computed in float64.
+    """
+    chain = network.dense_chain(model)
+    x = network.check_x(x, chain.input_width)
+    weights = _masked_weights(chain, masks)
+    out, a, i = [], x.astype(np.float64), 0
+    for j, has_bias in enumerate(chain.layout):
+        z = a @ weights[i].astype(np.float64)
+        i += 1
+        if has_bias:
+            z = z + weights[i].astype(np.float64)
+            i += 1
+        out.append(z)
+        a = np.maximum(z, 0.0)
+    return out
+
+
+def layer_activity(model: keras.Model, x: np.ndarray, y: np.ndarray,
+                   masks: Sequence[np.ndarray] | None = None) -> LayerActivity:
+    """Activation statistics of every hidden layer and the logits on ``x`` (chapter 09)."""
+    chain = network.dense_chain(model)
+    x, y = network.check_xy(x, y, chain.input_width, chain.n_classes)
+    zs = pre_activations(model, x, masks)
+    hidden, logits = zs[:-1], zs[-1]
+    on = [z > 0 for z in hidden]
+    predicted = np.argmax(logits, axis=1)
+    counts = np.bincount(predicted, minlength=chain.n_classes)
+    return LayerActivity(
+        mean_activation=np.array([np.maximum(z, 0).mean() for z in hidden]),
+        active_fraction=np.array([o.mean() for o in on]),
+        dead_units=np.array([int(np.sum(~o.any(axis=0))) for o in on]),
+        always_on_units=np.array([int(np.sum(o.all(axis=0))) for o in on]),
+        mean_logits=logits.mean(axis=0),
+        majority_class=int(np.argmax(counts)),
+        majority_share=float(counts.max() / len(x)),
+        accuracy=float(np.mean(predicted == y)),
+    )
+
+
+# --------------------------------------------------------------------------- Taylor terms
+
+@dataclass(frozen=True)
+class TaylorTerms:
+    """The terms of the second-order expansion for deleting parameter sets (chapter 11).
+
+    One entry per deletion set, with ``du = -u`` on the deleted parameters and
+    0 elsewhere, and ``E`` the mean cross-entropy on the given images:
+
+    - ``gradient``: ``g . du``;
+    - ``diagonal``: ``sum_k h_kk du_k^2``, the part OBD keeps;
+    - ``full``: ``du^T H du``, the whole quadratic form;
+    - ``actual``: ``E(u + du) - E(u)``, measured.
+
+    Derived: ``off_diagonal = full - diagonal``; ``off_diagonal_share =
+    off_diagonal / full``; ``obd_prediction = diagonal / 2``;
+    ``quadratic_prediction = gradient + full / 2``.
+    """
+
+    gradient: np.ndarray
+    diagonal: np.ndarray
+    full: np.ndarray
+    actual: np.ndarray
+
+    @property
+    def off_diagonal(self) -> np.ndarray:
+        return self.full - self.diagonal
+
+    @property
+    def off_diagonal_share(self) -> np.ndarray:
+        return self.off_diagonal / self.full
+
+    @property
+    def obd_prediction(self) -> np.ndarray:
+        return self.diagonal / 2.0
+
+    @property
+    def quadratic_prediction(self) -> np.ndarray:
+        return self.gradient + self.full / 2.0
+
+
+def taylor_terms(model: keras.Model, x: np.ndarray, y: np.ndarray,
+                 deletion_masks: Sequence[Sequence[np.ndarray]],
+                 batch_size: int = 2048) -> TaylorTerms:
+    """Gradient, diagonal and full quadratic terms and the measured loss change (chapter 11).
+
+    ``deletion_masks``: one list of 0/1 masks per deletion set (0 = deleted),
+    aligned with ``model.trainable_weights``, e.g. from
+    ``pruning.prune_masks``. The gradient and the exact Hessian diagonal are
+    computed once on ``(x, y)``; ``du^T H du`` by one Hessian-vector product
+    per set. The model's weights are unchanged afterwards.
+    """
+    chain = network.dense_chain(model)
+    x, y = network.check_xy(x, y, chain.input_width, chain.n_classes)
+    batch_size = network.check_batch_size(batch_size)
+    weights = chain.weights()
+    if isinstance(deletion_masks, (str, bytes, np.ndarray)) or \
+            not isinstance(deletion_masks, Sequence) or len(deletion_masks) == 0:
+        raise TypeError("deletion_masks must be a non-empty list of mask lists (one per deletion set)")
+    checked = [_check_masks(m, weights, f"deletion_masks[{i}]") for i, m in enumerate(deletion_masks)]
+
+    g = hessian.flatten(hessian.gradient(model, x, y, batch_size=batch_size)).astype(np.float64)
+    h = hessian.flatten(hessian.hessian_diagonal(model, x, y, "exact", batch_size)).astype(np.float64)
+    e0 = metrics.mean_loss(model, x, y)
+    u = hessian.flatten(weights).astype(np.float64)
+    grad, diag, full, actual = [], [], [], []
+    for masks in checked:
+        du_parts = [-w * (1.0 - m) for w, m in zip(weights, masks)]
+        du = hessian.flatten(du_parts).astype(np.float64)
+        hv = hessian.flatten(hessian.hessian_vector_product(model, x, y, du_parts, batch_size))
+        grad.append(float(g @ du))
+        diag.append(float(np.sum(h * du ** 2)))
+        full.append(float(du @ hv.astype(np.float64)))
+        with pruning.pruned(model, masks):
+            actual.append(metrics.mean_loss(model, x, y) - e0)
+    assert u.shape == g.shape  # aligned flattening
+    return TaylorTerms(np.array(grad), np.array(diag), np.array(full), np.array(actual))
+
+
+# --------------------------------------------------------------------------- crossings
+
+@dataclass(frozen=True)
+class Crossing:
+    """Where curve ``a`` overtakes curve ``b`` for good (chapter 12).
+
+    ``mean_from``: the smallest fraction from which the mean of ``a`` over
+    seeds is above the mean of ``b`` by more than ``margin`` at that and every
+    larger fraction of the grid (``None`` if not even at the last one).
+    ``band_from``: the same with the whole band of ``a`` above the whole band
+    of ``b`` (min over seeds of ``a`` above max over seeds of ``b``, plus
+    ``margin``). ``interpolated``: the fraction where the
+    straight line through the mean lead of ``a`` at the grid point before
+    ``mean_from`` and at ``mean_from`` reaches ``margin`` (``mean_from`` itself
+    if ``a`` leads everywhere). ``mean_changes``: how many times the sign of the mean
+    difference changes along the grid. ``lead_after``: the smallest mean lead
+    of ``a`` at or beyond ``mean_from`` (``nan`` without a crossing).
+    """
+
+    mean_from: float | None
+    band_from: float | None
+    interpolated: float | None
+    mean_changes: int
+    lead_after: float
+
+
+def crossing(fractions: Sequence[float], acc_a: np.ndarray, acc_b: np.ndarray,
+             margin: float = 0.0) -> Crossing:
+    """Locate where ``acc_a`` overtakes ``acc_b`` for good (chapter 12).
+
+    ``acc_a`` and ``acc_b``: accuracies of shape ``(seeds, len(fractions))``
+    (a 1-D array counts as one seed); ``fractions`` strictly increasing.
+    ``margin`` (>= 0): how far above counts as above, e.g. 0.02 so that two
+    curves both at chance level, differing by noise, do not cross.
+    """
+    f = _check_fractions(fractions)
+    a = _check_curves(acc_a, len(f), "acc_a")
+    b = _check_curves(acc_b, len(f), "acc_b")
+    if isinstance(margin, bool) or not isinstance(margin, (int, float, np.floating, np.integer)):
+        raise TypeError(f"margin must be a float >= 0, got {margin!r}")
+    if not 0.0 <= float(margin) < 1.0:
+        raise ValueError(f"margin must be in [0, 1), got {margin!r}")
+    margin = float(margin)
+    diff = a.mean(axis=0) - b.mean(axis=0)
+    above_mean = diff > margin
+    above_band = a.min(axis=0) > b.max(axis=0) + margin
+
+    def start_of_final_run(flags: np.ndarray) -> int | None:
+        if not flags[-1]:
+            return None
+        i = len(flags) - 1
+        while i > 0 and flags[i - 1]:
+            i -= 1
+        return i
+
+    i_mean = start_of_final_run(above_mean)
+    i_band = start_of_final_run(above_band)
+    signs = np.sign(diff)
+    signs = signs[signs != 0]
+    changes = int(np.sum(signs[1:] != signs[:-1])) if len(signs) > 1 else 0
+    if i_mean is None:
+        return Crossing(None, None if i_band is None else float(f[i_band]), None, changes,
+                        float("nan"))
+    if i_mean == 0:
+        interpolated = float(f[0])
+    else:
+        d0, d1 = diff[i_mean - 1] - margin, diff[i_mean] - margin  # d0 <= 0 < d1
+        interpolated = float(f[i_mean - 1] + (f[i_mean] - f[i_mean - 1]) * (-d0) / (d1 - d0))
+    return Crossing(float(f[i_mean]), None if i_band is None else float(f[i_band]),
+                    interpolated, changes, float(diff[i_mean:].min()))
+
+
+# --------------------------------------------------------------------------- as-ran OBD
+
+#: The published OBD run that used each (variant, scope), whose cached curve
+#: ``asran_runs.as_ran_sweep`` already computes.
+_PUBLISHED_OBD_RUNS = {
+    ("plain", "global"): "obd_all_layers_prune",
+    ("plain", "layer"): "obd_layerwise_prune",
+    ("dropout_lr1e-5", "global"): "obd_all_layers_dropout",
+}
+
+
+def as_ran_obd_sweep(variant: str, fractions: Sequence[float], scope: str = "global",
+                     seeds: Sequence[int] = experiments.SEEDS) -> np.ndarray:
+    """The post's OBD loop as its scripts ran it, on any network variant (chapters 10 and 12).
+
+    Shape ``(len(seeds), len(fractions))``. Exactly the computation of
+    ``asran_runs.as_ran_sweep`` (TensorFlow 0.x row sums on a fresh 64-image
+    batch of the 55,000-image split per step, drawn with the training seed,
+    ``top_k`` ranking, the faulty restore), for networks the post never
+    pruned this way too, e.g. ``variant="dropout"`` (dropout at the fair
+    learning rate 1e-4). Where the post did run it (``_PUBLISHED_OBD_RUNS``)
+    this simply returns ``as_ran_sweep`` of that run. Cached on disk.
+    """
+    if not isinstance(variant, str) or variant not in experiments.VARIANTS:
+        raise ValueError(f"variant must be one of {tuple(experiments.VARIANTS)}, got {variant!r}")
+    scope = pruning.check_scope(scope)
+    fractions = asran_runs._check_fractions(fractions)
+    seeds = asran_runs._check_seeds(seeds)
+    run = _PUBLISHED_OBD_RUNS.get((variant, scope))
+    if run is not None:
+        return asran_runs.as_ran_sweep(run, fractions, seeds)
+    rows = []
+    for seed in seeds:
+        config = experiments.post_config(variant, seed)
+
+        def build(config=config, seed=seed):
+            model = training.train_model(config).model
+            (x_pool, y_pool), _ = data.load_post_split()
+            _, (x_test, y_test) = data.load_mnist()
+            acc, tied = asran_runs.obd_as_ran(model, fractions, scope, x_pool, y_pool,
+                                              x_test, y_test, seed=seed)
+            return {"accuracy": acc, "tied": tied}
+
+        key = {"variant": variant, "scope": scope, "model": config.to_dict(),
+               "fractions": fractions}
+        version = (f"observations{OBSERVATIONS_CODE_VERSION}-asran_runs"
+                   f"{asran_runs.ASRAN_RUNS_CODE_VERSION}-training{training.TRAINING_CODE_VERSION}")
+        rows.append(cache.fetch("observations_asran_obd", key, build, version=version)["accuracy"])
+    return np.stack(rows)
+
+
+# --------------------------------------------------------------------------- internals
+
+def _masked_weights(chain: network.DenseChain,
+                    masks: Sequence[np.ndarray] | None) -> list[np.ndarray]:
+    weights = chain.weights()
+    if masks is None:
+        return weights
+    masks = _check_masks(masks, weights, "masks")
+    return [w * m for w, m in zip(weights, masks)]
+
+
+def _check_masks(masks: object, weights: list[np.ndarray], name: str) -> list[np.ndarray]:
+    if isinstance(masks, (str, bytes, np.ndarray)) or not isinstance(masks, Sequence):
+        raise TypeError(f"{name} must be a list of 0/1 arrays aligned with model.trainable_weights")
+    if len(masks) != len(weights):
+        raise ValueError(f"{name} must have {len(weights)} arrays, got {len(masks)}")
+    out = []
+    for i, (m, w) in enumerate(zip(masks, weights)):
+        m = np.asarray(m)
+        if m.shape != w.shape:
+            raise ValueError(f"{name}[{i}] must have shape {w.shape}, got {m.shape}")
+        if not np.all((m == 0) | (m == 1)):
+            raise ValueError(f"{name}[{i}] must contain only 0 and 1")
+        out.append(m.astype(np.float32))
+    return out
+
+
+def _check_fractions(fractions: object) -> np.ndarray:
+    if isinstance(fractions, (str, bytes)) or not isinstance(fractions, (Sequence, np.ndarray)):
+        raise TypeError(f"fractions must be a sequence of floats, got {fractions!r}")
+    if len(fractions) < 2:
+        raise ValueError(f"fractions needs at least two levels, got {len(fractions)}")
+    f = np.array([pruning.check_fraction(v, "fractions") for v in fractions])
+    if np.any(np.diff(f) <= 0):
+        raise ValueError("fractions must be strictly increasing")
+    return f
+
+
+def _check_curves(acc: object, n: int, name: str) -> np.ndarray:
+    a = np.asarray(acc)
+    if a.dtype == object or not (np.issubdtype(a.dtype, np.floating)
+                                 or np.issubdtype(a.dtype, np.integer)) or a.dtype == bool:
+        raise TypeError(f"{name} must be an array of accuracies")
+    a = np.atleast_2d(a.astype(np.float64))
+    if a.ndim != 2 or a.shape[1] != n or a.shape[0] == 0:
+        raise ValueError(f"{name} must have shape (seeds, {n}), got {np.shape(acc)}")
+    if not np.all(np.isfinite(a)):
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return a

@@ -1,0 +1,296 @@
+"""helpers.observations: Part III's measurements, on small MLPs and synthetic curves."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import small_data, small_mlp
+from helpers import (asran_runs, data, experiments, hessian, metrics, models, observations,
+                     pruning, seeding, training)
+
+SIZES = (6, 5, 4, 3)
+
+
+# --------------------------------------------------------------------------- names and scales
+
+def test_tensor_names():
+    assert observations.tensor_names(small_mlp(SIZES)) == ["W1", "b1", "W2", "b2", "W3", "b3"]
+    with pytest.raises(TypeError):
+        observations.tensor_names("not a model")
+
+
+def test_normalised_magnitude_removes_scale_but_keeps_order():
+    model = small_mlp(SIZES)
+    weights = model.get_weights()
+    weights[1] = np.full_like(weights[1], 0.3)  # a constant tensor: divided by 1
+    model.set_weights(weights)
+    norm = observations.normalised_magnitude(model)
+    assert np.allclose(norm[0], np.abs(weights[0]) / weights[0].std())
+    assert np.allclose(norm[1], 0.3)
+    scaled = [w * (7.0 if i == 2 else 1.0) for i, w in enumerate(weights)]
+    model.set_weights(scaled)
+    again = observations.normalised_magnitude(model)
+    assert all(np.allclose(a, b, rtol=1e-5) for a, b in zip(norm, again))
+
+
+@pytest.mark.parametrize("with_ties", [False, True])
+def test_transplant_keeps_allocation_and_ranks_inside_tensors(with_ties):
+    rng = np.random.default_rng(3)
+    shapes = [(6, 5), (5,), (5, 4), (4,)]
+    alloc = [rng.random(s) * (i + 1) for i, s in enumerate(shapes)]
+    if with_ties:
+        alloc[0][:3] = 0.0
+        alloc[2][:2] = 0.0
+    rank = [rng.normal(size=s) for s in shapes]
+    mixed = observations.transplant_allocation(alloc, rank)
+    itself = observations.transplant_allocation(alloc, alloc)
+    for fraction in (0.05, 0.2, 0.37, 0.5, 0.8, 1.0):
+        want = pruning.prune_masks(alloc, fraction, "global")
+        got = pruning.prune_masks(mixed, fraction, "global")
+        assert np.array_equal(pruning.sparsity(got), pruning.sparsity(want))
+        same = pruning.prune_masks(itself, fraction, "global")
+        assert all(np.array_equal(a, b) for a, b in zip(same, want))
+        for m, r in zip(got, rank):
+            pruned, kept = r[m == 0], r[m == 1]
+            if pruned.size and kept.size:
+                assert pruned.max() <= kept.min()  # the lowest of the ranking go first
+
+
+def test_transplant_rejects_mismatched_shapes():
+    with pytest.raises(ValueError, match="same shapes"):
+        observations.transplant_allocation([np.ones(3)], [np.ones(4)])
+    with pytest.raises(TypeError, match="allocation_scores"):
+        observations.transplant_allocation(np.ones(3), [np.ones(3)])
+
+
+# --------------------------------------------------------------------------- activations
+
+def test_pre_activations_match_the_model_with_and_without_masks():
+    model = small_mlp(SIZES)
+    x, _ = small_data(SIZES)
+    logits = observations.pre_activations(model, x)[-1]
+    assert np.allclose(logits, model(x, training=False).numpy(), atol=1e-5)
+    rng = np.random.default_rng(0)
+    masks = [(rng.random(w.shape) > 0.4).astype(np.float32) for w in model.get_weights()]
+    before = [w.copy() for w in model.get_weights()]
+    masked = observations.pre_activations(model, x, masks)[-1]
+    with pruning.pruned(model, masks):
+        assert np.allclose(masked, model(x, training=False).numpy(), atol=1e-5)
+    assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+
+
+def test_layer_activity_counts_dead_and_always_on_units():
+    seeding.set_seed(0)
+    model = models.mlp((2, 3, 2))
+    # Inputs are non-negative. Unit 0: positive weights, bias 1 -> always on.
+    # Unit 1: bias -100 -> dead. Unit 2: on only where x0 > x1.
+    kernel = np.array([[1.0, 1.0, 1.0], [1.0, 1.0, -1.0]], np.float32)
+    bias = np.array([1.0, -100.0, 0.0], np.float32)
+    out_kernel = np.array([[1.0, 0.0], [0.0, 0.0], [0.0, 5.0]], np.float32)
+    model.set_weights([kernel, bias, out_kernel, np.zeros(2, np.float32)])
+    x = np.array([[0.0, 1.0], [1.0, 0.0], [2.0, 0.5], [0.0, 0.0]], np.float32)
+    y = np.array([0, 1, 1, 1])
+    act = observations.layer_activity(model, x, y)
+    assert act.dead_units.tolist() == [1]
+    assert act.always_on_units.tolist() == [1]
+    assert act.active_fraction[0] == pytest.approx((4 + 0 + 2) / 12)
+    h = np.maximum(x @ kernel + bias, 0)
+    assert act.mean_activation[0] == pytest.approx(h.mean())
+    # Logits (h0, 5 h2): class 1 wins where 5 h2 > h0, i.e. images 1 and 2.
+    assert act.majority_share == pytest.approx(0.5)
+    assert act.accuracy == pytest.approx(0.75)
+    assert np.allclose(act.mean_logits, (h @ out_kernel).mean(axis=0))
+    # Pruning unit 0's bias leaves it active on three images, not four.
+    masks = [np.ones_like(w) for w in model.get_weights()]
+    masks[1][0] = 0.0
+    assert observations.layer_activity(model, x, y, masks).always_on_units.tolist() == [0]
+
+
+def test_layer_activity_rejects_bad_masks():
+    model = small_mlp(SIZES)
+    x, y = small_data(SIZES)
+    good = [np.ones_like(w) for w in model.get_weights()]
+    with pytest.raises(ValueError, match="masks"):
+        observations.layer_activity(model, x, y, good[:-1])
+    bad = [m.copy() for m in good]
+    bad[0][0, 0] = 0.5
+    with pytest.raises(ValueError, match=r"masks\[0\]"):
+        observations.layer_activity(model, x, y, bad)
+    with pytest.raises(ValueError, match="x"):
+        observations.layer_activity(model, x[:, :3], y)
+
+
+# --------------------------------------------------------------------------- Taylor terms
+
+def test_taylor_terms_against_the_brute_force_hessian():
+    model = small_mlp(SIZES)
+    x, y = small_data(SIZES, n=60)
+    weights = model.get_weights()
+    rng = np.random.default_rng(1)
+    deletion_sets = [[(rng.random(w.shape) > p).astype(np.float32) for w in weights]
+                     for p in (0.1, 0.3, 0.6)]
+    single = [np.ones_like(w) for w in weights]
+    single[2][1, 2] = 0.0  # one parameter alone: no cross terms at all
+    deletion_sets.append(single)
+    terms = observations.taylor_terms(model, x, y, deletion_sets, batch_size=17)
+
+    H = hessian.full_hessian(model, x, y)
+    g = hessian.flatten(hessian.gradient(model, x, y)).astype(np.float64)
+    e0 = metrics.mean_loss(model, x, y)
+    for i, masks in enumerate(deletion_sets):
+        du = hessian.flatten([-w * (1 - m) for w, m in zip(weights, masks)]).astype(np.float64)
+        assert terms.gradient[i] == pytest.approx(g @ du, rel=1e-4, abs=1e-7)
+        assert terms.diagonal[i] == pytest.approx(np.sum(np.diag(H) * du ** 2), rel=1e-4)
+        assert terms.full[i] == pytest.approx(du @ H @ du, rel=1e-4, abs=1e-7)
+        with pruning.pruned(model, masks):
+            assert terms.actual[i] == pytest.approx(metrics.mean_loss(model, x, y) - e0, abs=1e-9)
+    assert terms.off_diagonal[-1] == pytest.approx(0.0, abs=1e-6 * abs(terms.diagonal[-1]))
+    assert np.allclose(terms.obd_prediction, terms.diagonal / 2)
+    assert np.allclose(terms.quadratic_prediction, terms.gradient + terms.full / 2)
+    assert np.allclose(terms.off_diagonal_share, (terms.full - terms.diagonal) / terms.full)
+    assert all(np.array_equal(a, b) for a, b in zip(weights, model.get_weights()))
+
+
+def test_taylor_terms_rejects_bad_deletion_sets():
+    model = small_mlp(SIZES)
+    x, y = small_data(SIZES)
+    with pytest.raises(TypeError, match="deletion_masks"):
+        observations.taylor_terms(model, x, y, [])
+    with pytest.raises(ValueError, match=r"deletion_masks\[0\]"):
+        observations.taylor_terms(model, x, y, [[np.ones((2, 2))] * 6])
+    with pytest.raises(ValueError, match="batch_size"):
+        observations.taylor_terms(model, x, y, [[np.ones_like(w) for w in model.get_weights()]],
+                                  batch_size=0)
+
+
+# --------------------------------------------------------------------------- crossings
+
+FRACTIONS = [0.1, 0.2, 0.3, 0.4, 0.5]
+
+
+def test_crossing_of_two_mean_curves():
+    a = np.array([0.1, 0.2, 0.3, 0.6, 0.7])
+    b = np.full(5, 0.5)
+    c = observations.crossing(FRACTIONS, a, b)
+    assert c.mean_from == pytest.approx(0.4)
+    assert c.band_from == pytest.approx(0.4)  # one seed: the band is the curve
+    assert c.interpolated == pytest.approx(0.3 + 0.1 * 0.2 / 0.3)
+    assert c.mean_changes == 1
+    assert c.lead_after == pytest.approx(0.1)
+
+
+def test_band_crossing_needs_separated_bands():
+    b = np.array([[0.5] * 5, [0.6] * 5])  # band 0.5..0.6
+    a = np.array([[0.1, 0.5, 0.58, 0.62, 0.9],
+                  [0.1, 0.58, 0.70, 0.80, 0.9]])  # means 0.1 0.54 0.64 0.71 0.9
+    c = observations.crossing(FRACTIONS, a, b)
+    assert c.mean_from == pytest.approx(0.3)
+    assert c.band_from == pytest.approx(0.4)
+    assert c.interpolated == pytest.approx(0.2 + 0.1 * 0.01 / 0.10)
+
+
+def test_only_the_final_overtaking_counts():
+    a = np.array([0.9, 0.1, 0.1, 0.9, 0.9])
+    b = np.full(5, 0.5)
+    c = observations.crossing(FRACTIONS, a, b)
+    assert c.mean_from == pytest.approx(0.4) and c.mean_changes == 2
+    never = observations.crossing(FRACTIONS, b - 0.1, b)
+    assert never.mean_from is None and never.band_from is None and never.interpolated is None
+    assert np.isnan(never.lead_after) and never.mean_changes == 0
+    always = observations.crossing(FRACTIONS, b + 0.1, b)
+    assert always.mean_from == pytest.approx(0.1) == always.interpolated
+
+
+def test_margin_ignores_noise_at_chance_level():
+    chance = np.array([0.10, 0.11, 0.10, 0.11, 0.10])
+    noisy = chance + np.array([0.0, 0.01, 0.015, 0.01, 0.012])
+    assert observations.crossing(FRACTIONS, noisy, chance).mean_from is not None
+    assert observations.crossing(FRACTIONS, noisy, chance, margin=0.02).mean_from is None
+
+
+@pytest.mark.parametrize("kwargs, error", [
+    (dict(fractions=[0.1]), ValueError),
+    (dict(fractions=[0.1, 0.1, 0.2, 0.3, 0.4]), ValueError),
+    (dict(fractions="0.1"), TypeError),
+    (dict(acc_a=np.ones(4)), ValueError),
+    (dict(acc_b=np.ones((2, 6))), ValueError),
+    (dict(acc_a=np.array([np.nan] * 5)), ValueError),
+    (dict(acc_a=np.array(["a"] * 5)), TypeError),
+    (dict(margin=-0.1), ValueError),
+    (dict(margin=True), TypeError),
+])
+def test_crossing_rejects_bad_arguments(kwargs, error):
+    args = dict(fractions=FRACTIONS, acc_a=np.ones(5), acc_b=np.zeros(5)) | kwargs
+    with pytest.raises(error, match=next(iter(kwargs))):
+        observations.crossing(**args)
+
+
+# --------------------------------------------------------------------------- as-ran OBD
+
+STAND_IN = (784, 6, 5, 10)
+
+
+def _fake_setup(monkeypatch):
+    """A tiny stand-in network per configuration and small random data; count trainings."""
+    rng = np.random.default_rng(0)
+    x = rng.random((300, 784), dtype=np.float32)
+    y = rng.integers(0, 10, 300)
+    calls = []
+
+    def fake_train(config):
+        calls.append(config)
+        seeding.set_seed(config.seed + (100 if config.dropout else 0))
+        return training.TrainedModel(models.mlp(STAND_IN, dropout=config.dropout, init_stddev=0.3),
+                                     config, {})
+
+    monkeypatch.setattr(training, "train_model", fake_train)
+    monkeypatch.setattr(data, "load_post_split", lambda: ((x[:200], y[:200]), (x[200:], y[200:])))
+    monkeypatch.setattr(data, "load_mnist", lambda: ((x[:200], y[:200]), (x[200:], y[200:])))
+    return x, y, fake_train, calls
+
+
+def test_as_ran_obd_sweep_replays_the_post_loop_and_caches(monkeypatch, isolated_cache):
+    x, y, fake_train, calls = _fake_setup(monkeypatch)
+    fractions = [0.1, 0.3, 0.5]
+    got = observations.as_ran_obd_sweep("dropout", fractions, "global", seeds=[0, 1])
+    assert got.shape == (2, 3)
+    for row, seed in zip(got, [0, 1]):
+        model = fake_train(experiments.post_config("dropout", seed)).model
+        want, _ = asran_runs.obd_as_ran(model, fractions, "global", x[:200], y[:200],
+                                        x[200:], y[200:], seed=seed)
+        assert np.allclose(row, want)
+    n_calls = len(calls)
+    again = observations.as_ran_obd_sweep("dropout", fractions, "global", seeds=[0, 1])
+    assert np.array_equal(got, again) and len(calls) == n_calls  # read back, no training
+
+
+def test_as_ran_obd_sweep_reuses_the_published_runs(monkeypatch):
+    seen = []
+
+    def fake_sweep(run, fractions, seeds):
+        seen.append(run)
+        return np.zeros((len(seeds), len(fractions)))
+
+    monkeypatch.setattr(asran_runs, "as_ran_sweep", fake_sweep)
+    observations.as_ran_obd_sweep("plain", [0.1], "layer", seeds=[0])
+    observations.as_ran_obd_sweep("dropout_lr1e-5", [0.1], "global", seeds=[0])
+    assert seen == ["obd_layerwise_prune", "obd_all_layers_dropout"]
+
+
+@pytest.mark.parametrize("kwargs, error", [
+    (dict(variant="huge"), ValueError),
+    (dict(scope="rows"), ValueError),
+    (dict(fractions=[]), ValueError),
+    (dict(fractions=[2.0]), ValueError),
+    (dict(seeds=[-1]), ValueError),
+])
+def test_as_ran_obd_sweep_checks_before_work(kwargs, error, monkeypatch):
+    def no_training(config):
+        raise AssertionError("validation must come before any work")
+
+    monkeypatch.setattr(training, "train_model", no_training)
+    args = dict(variant="dropout", fractions=[0.1], scope="global", seeds=[0]) | kwargs
+    with pytest.raises(error, match=next(iter(kwargs))):
+        observations.as_ran_obd_sweep(**args)
+
