@@ -26,7 +26,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from helpers import cache, data, experiments, pruning, published, saliency, training
+from helpers import cache, data, experiments, init_scale, pruning, published, saliency, training
 
 #: Bump when a change here would change the scores or the accuracies.
 RERUNS_CODE_VERSION = "1"
@@ -52,22 +52,27 @@ def check_variant(variant: object) -> str:
     return variant
 
 
-def described_scores(run: str, seed: int = 0, variant: str | None = None) -> list[np.ndarray]:
+def described_scores(run: str, seed: int = 0, variant: str | None = None, *,
+                     init_stddev: float = init_scale.POST_STATED[0],
+                     bias_init: float = init_scale.POST_STATED[1]) -> list[np.ndarray]:
     """The described saliency of every parameter of one trained network.
 
     ``run``: a key of ``published.RUNS`` (fixes the method; the scope does not
     change the scores). ``variant``: the network, a key of
     ``experiments.VARIANTS``; by default the one the post used for ``run``
     (``RUN_VARIANTS``), e.g. pass ``"dropout"`` for the dropout network at the
-    fair learning rate 1e-4. Returns arrays aligned with
+    fair learning rate 1e-4. ``init_stddev`` and ``bias_init`` pick the
+    network's initial scale (``init_scale.train_model``; the default is the
+    post's stated 0.02 and 0). Returns arrays aligned with
     ``model.trainable_weights``; lower means pruned earlier.
     """
     run = check_run(run)
     variant = RUN_VARIANTS[run] if variant is None else check_variant(variant)
     seed = _check_seed(seed, "seed")
+    init = init_scale.check_init(init_stddev, bias_init)
     method = published.RUNS[run].method
     config = experiments.post_config(variant, seed)
-    trained = training.train_model(config)
+    trained = init_scale.train_model(config, *init)
     if method == "magnitude":
         return saliency.saliency(trained.model, "magnitude")
 
@@ -76,21 +81,23 @@ def described_scores(run: str, seed: int = 0, variant: str | None = None) -> lis
         scores = saliency.saliency(trained.model, "obd", x_score, y_score)
         return {f"s{i}": s for i, s in enumerate(scores)}
 
-    arrays = cache.fetch("described_scores", {"method": method, "model": config.to_dict()},
+    arrays = cache.fetch("described_scores", {"method": method, **_model_key(config, init)},
                          build, version=_version())
     return [arrays[f"s{i}"] for i in range(len(arrays))]
 
 
 def described_sweep(run: str, fractions: Sequence[float],
                     seeds: Sequence[int] = experiments.SEEDS,
-                    variant: str | None = None) -> np.ndarray:
+                    variant: str | None = None, *,
+                    init_stddev: float = init_scale.POST_STATED[0],
+                    bias_init: float = init_scale.POST_STATED[1]) -> np.ndarray:
     """Test accuracy after one-shot pruning as the post describes ``run``.
 
     Returns an array of shape ``(len(seeds), len(fractions))``: row ``i`` is
     the network trained with ``seeds[i]``, column ``j`` the accuracy with the
     fraction ``fractions[j]`` of all parameters (weights and biases) pruned by
-    the run's saliency and scope. ``variant`` overrides the network as in
-    :func:`described_scores`. Example::
+    the run's saliency and scope. ``variant``, ``init_stddev`` and
+    ``bias_init`` pick the network as in :func:`described_scores`. Example::
 
         acc = described_sweep("obd_all_layers_prune", [0.1, 0.2, 0.3])
     """
@@ -106,21 +113,31 @@ def described_sweep(run: str, fractions: Sequence[float],
     if len(seeds) == 0:
         raise ValueError("seeds is empty")
     seeds = [_check_seed(s, "seeds") for s in seeds]
+    init = init_scale.check_init(init_stddev, bias_init)
     scope = published.RUNS[run].scope
-    return np.stack([_one_sweep(run, variant, seed, fractions, scope) for seed in seeds])
+    return np.stack([_one_sweep(run, variant, seed, fractions, scope, init) for seed in seeds])
 
 
-def _one_sweep(run: str, variant: str, seed: int, fractions: list[float], scope: str) -> np.ndarray:
+def _one_sweep(run: str, variant: str, seed: int, fractions: list[float], scope: str,
+               init: tuple[float, float]) -> np.ndarray:
     config = experiments.post_config(variant, seed)
 
     def build() -> dict[str, np.ndarray]:
-        trained = training.train_model(config)
-        scores = described_scores(run, seed, variant)
+        trained = init_scale.train_model(config, *init)
+        scores = described_scores(run, seed, variant, init_stddev=init[0], bias_init=init[1])
         (_, _), (x_test, y_test) = data.load_mnist()
         return {"accuracy": pruning.sweep(trained.model, scores, fractions, x_test, y_test, scope)}
 
-    key = {"run": run, "model": config.to_dict(), "fractions": fractions}
+    key = {"run": run, **_model_key(config, init), "fractions": fractions}
     return cache.fetch("described_sweep", key, build, version=_version())["accuracy"]
+
+
+def _model_key(config: training.TrainConfig, init: tuple[float, float]) -> dict:
+    """The network's part of a cache key (the initial scale only when it is not the post's)."""
+    key = {"model": config.to_dict()}
+    if not init_scale.is_post_stated(*init):
+        key["init"] = list(init)
+    return key
 
 
 def _version() -> str:

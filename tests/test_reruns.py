@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from helpers import data, hessian, models, pruning, reruns, seeding, training
+from helpers import data, experiments, hessian, models, pruning, reruns, seeding, training
 
 SIZES = (784, 6, 5, 10)
 
@@ -17,13 +17,17 @@ def _fake_setup(monkeypatch, isolated_cache):
     y = rng.integers(0, 10, 300)
     calls = []
 
-    def fake_train(config):
+    def fake_train(config, **_ignored):
         calls.append(config)
         seeding.set_seed(config.seed + (100 if config.dropout else 0))
-        model = models.mlp(SIZES, dropout=config.dropout, init_stddev=0.3)
+        model = models.mlp(config.layer_sizes, dropout=config.dropout, init_stddev=0.3)
         return training.TrainedModel(model, config, {})
 
+    def small_config(variant="plain", seed=0):
+        return training.TrainConfig(seed=seed, layer_sizes=SIZES, **experiments.VARIANTS[variant])
+
     monkeypatch.setattr(training, "train_model", fake_train)
+    monkeypatch.setattr(experiments, "post_config", small_config)
     monkeypatch.setattr(data, "load_post_split", lambda: ((x[:200], y[:200]), (x[200:], y[200:])))
     monkeypatch.setattr(data, "load_mnist", lambda: ((x[:200], y[:200]), (x[200:], y[200:])))
     return x, y, fake_train, calls
@@ -67,7 +71,7 @@ def test_described_scores_rejects_bad_arguments():
 def test_obd_scores_are_half_diagonal_times_square(monkeypatch, isolated_cache):
     x, y, fake_train, _ = _fake_setup(monkeypatch, isolated_cache)
     scores = reruns.described_scores("obd_all_layers_prune", seed=1)
-    model = fake_train(training.TrainConfig(seed=1)).model
+    model = fake_train(training.TrainConfig(seed=1, layer_sizes=SIZES)).model
     diag = hessian.hessian_diagonal(model, x[:200], y[:200])
     for s, h, w in zip(scores, diag, model.get_weights()):
         np.testing.assert_allclose(s, 0.5 * h * w ** 2, rtol=1e-5, atol=1e-12)
@@ -83,7 +87,7 @@ def test_sweep_matches_direct_pruning_and_is_cached(monkeypatch, isolated_cache)
         acc = reruns.described_sweep(run, fractions, seeds=(0, 2))
         assert acc.shape == (2, 4)
         for row, seed in zip(acc, (0, 2)):
-            model = fake_train(training.TrainConfig(seed=seed)).model
+            model = fake_train(training.TrainConfig(seed=seed, layer_sizes=SIZES)).model
             scope = "layer" if "layerwise" in run else "global"
             scores = reruns.described_scores(run, seed)
             for f, a in zip(fractions, row):
@@ -107,3 +111,22 @@ def test_dropout_run_uses_its_own_network_and_variant_override(monkeypatch, isol
     a = reruns.described_sweep("obd_all_layers_prune", [0.0, 0.3], seeds=(0,))
     b = reruns.described_sweep("obd_all_layers_prune", [0.0, 0.3], seeds=(0,), variant="dropout")
     assert not np.array_equal(a, b)
+
+
+def test_initial_scale_reaches_the_scored_network(monkeypatch, isolated_cache):
+    _fake_setup(monkeypatch, isolated_cache)
+    scores = reruns.described_scores("magnitude_all_layers_prune", 0, init_stddev=0.5, bias_init=0.25)
+    for s in scores:
+        if s.ndim == 1:
+            np.testing.assert_array_equal(s, np.full_like(s, 0.25))
+    stated = reruns.described_scores("obd_all_layers_prune", 0)
+    scaled = reruns.described_scores("obd_all_layers_prune", 0, init_stddev=0.5, bias_init=0.25)
+    assert not np.allclose(stated[0], scaled[0])
+    reruns.described_sweep("obd_all_layers_prune", [0.0, 0.3], seeds=(0,))
+    b = reruns.described_sweep("obd_all_layers_prune", [0.0, 0.3], seeds=(0,),
+                               init_stddev=0.5, bias_init=0.25)
+    assert b.shape == (1, 2)
+    entries = list((isolated_cache / "described_sweep").glob("*.npz"))
+    assert len(entries) == 2, "another initial scale is another cache entry"
+    with pytest.raises(ValueError, match="init_stddev"):
+        reruns.described_sweep("obd_all_layers_prune", [0.1], init_stddev=-1.0)
