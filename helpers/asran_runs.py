@@ -36,7 +36,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from helpers import cache, data, experiments, hessian, metrics, network, pruning, published, training
+from helpers import (cache, data, experiments, hessian, init_scale, metrics, network, pruning, published,
+                     training)
 
 #: Bump when a change here would change a cached curve.
 ASRAN_RUNS_CODE_VERSION = "1"
@@ -335,24 +336,29 @@ def obd_as_ran(model: keras.Model, fractions: Sequence[float], scope: str, x_poo
 
 def as_ran_sweep(run: str, fractions: Sequence[float], seeds: Sequence[int] = experiments.SEEDS,
                  *, carry_over: bool = True, arithmetic: str = "tf0",
-                 packing: str = "weights_first") -> np.ndarray:
+                 packing: str = "weights_first", init_stddev: float = init_scale.POST_STATED[0],
+                 bias_init: float = init_scale.POST_STATED[1]) -> np.ndarray:
     """Test accuracy of published ``run`` as its script computed it, shape ``(seeds, fractions)``.
 
     Magnitude runs: most negative values first. OBD runs: ``obd_as_ran``
     on the 55,000-image split, batches drawn with the training seed. The
-    network is ``RUN_VARIANTS[run]`` (the dropout run: learning rate 1e-5).
-    Cached on disk. Example::
+    network is ``RUN_VARIANTS[run]`` (the dropout run: learning rate 1e-5),
+    trained from the initial scale ``init_stddev``/``bias_init``
+    (``init_scale.train_model``; default: the recipe's stated 0.02 and 0,
+    ``init_scale.HELPER_0_1`` is the scripts' utilities file). Cached on disk.
+    Example::
 
         fractions, _ = published.curve("obd_all_layers_prune")
         acc = as_ran_sweep("obd_all_layers_prune", fractions)
     """
     return as_ran_details(run, fractions, seeds, carry_over=carry_over, arithmetic=arithmetic,
-                          packing=packing)[0]
+                          packing=packing, init_stddev=init_stddev, bias_init=bias_init)[0]
 
 
 def as_ran_details(run: str, fractions: Sequence[float], seeds: Sequence[int] = experiments.SEEDS,
                    *, carry_over: bool = True, arithmetic: str = "tf0",
-                   packing: str = "weights_first") -> tuple[np.ndarray, np.ndarray]:
+                   packing: str = "weights_first", init_stddev: float = init_scale.POST_STATED[0],
+                   bias_init: float = init_scale.POST_STATED[1]) -> tuple[np.ndarray, np.ndarray]:
     """``as_ran_sweep`` plus, per seed and fraction, whether the step's scores were all tied (NaN)."""
     if not isinstance(run, str) or run not in published.RUNS:
         raise ValueError(f"run must be one of {tuple(published.RUNS)}, got {run!r}")
@@ -363,13 +369,14 @@ def as_ran_details(run: str, fractions: Sequence[float], seeds: Sequence[int] = 
     if arithmetic not in ARITHMETICS:
         raise ValueError(f"arithmetic must be one of {ARITHMETICS}, got {arithmetic!r}")
     packing = _check_packing(packing)
+    init = init_scale.check_init(init_stddev, bias_init)
     spec = published.RUNS[run]
     rows, flags = [], []
     for seed in seeds:
         config = experiments.post_config(RUN_VARIANTS[run], seed)
 
         def build(config=config, seed=seed):
-            model = training.train_model(config).model
+            model = init_scale.train_model(config, *init).model
             (x_pool, y_pool), _ = data.load_post_split()
             _, (x_test, y_test) = data.load_mnist()
             if spec.method == "magnitude":
@@ -383,9 +390,13 @@ def as_ran_details(run: str, fractions: Sequence[float], seeds: Sequence[int] = 
 
         key = {"run": run, "model": config.to_dict(), "fractions": fractions,
                "carry_over": carry_over, "arithmetic": arithmetic, "packing": packing}
+        if not init_scale.is_post_stated(*init):
+            key["init"] = list(init)
         arrays = cache.fetch("asran_sweep", key, build,
                              version=f"asran_runs{ASRAN_RUNS_CODE_VERSION}-training"
-                                     f"{training.TRAINING_CODE_VERSION}")
+                                     f"{training.TRAINING_CODE_VERSION}"
+                                     + ("" if init_scale.is_post_stated(*init)
+                                        else f"-init{init_scale.INIT_SCALE_CODE_VERSION}"))
         rows.append(arrays["accuracy"])
         flags.append(arrays["tied"])
     return np.stack(rows), np.stack(flags)

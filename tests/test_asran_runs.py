@@ -156,6 +156,8 @@ def test_argument_checks():
         asran_runs.as_ran_sweep("obd_all_layers_prune", [])
     with pytest.raises(ValueError, match="seeds"):
         asran_runs.as_ran_sweep("obd_all_layers_prune", [0.1], seeds=[-1])
+    with pytest.raises(ValueError, match="init_stddev"):
+        asran_runs.as_ran_sweep("obd_all_layers_prune", [0.1], init_stddev=-0.1)
     with pytest.raises(ValueError, match="arithmetic"):
         asran_runs.obd_as_ran(model, [0.1], "global", x, y, x, y, arithmetic="float16")
     with pytest.raises(TypeError, match="carry_over"):
