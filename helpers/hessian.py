@@ -47,8 +47,7 @@ def hessian_diagonal(model: keras.Model, x: np.ndarray, y: np.ndarray, method: s
         return hessian_row_sums(model, x, y, scope="global", batch_size=batch_size)
     kernels, biases = _parameters(chain)
     step = {"exact": _exact_batch, "lecun": _lecun_batch, "fisher": _fisher_batch}[method]
-    totals = _accumulate(step, tf.constant(x), tf.constant(y), tf.constant(batch_size),
-                         kernels, biases)
+    totals = _accumulate(step, x, y, batch_size, kernels, biases)
     return [t.numpy() / np.float32(len(x)) for t in _align(chain, totals)]
 
 
@@ -161,16 +160,26 @@ def _align(chain: network.DenseChain, parts):
     return out
 
 
-@tf.function(reduce_retracing=True)
-def _accumulate(step, x, y, batch_size, kernels, biases):
-    """Sum ``step`` over consecutive batches, inside one graph."""
-    n = tf.shape(x)[0]
-    totals = [(tf.zeros_like(w), tf.zeros_like(b)) for w, b in zip(kernels, biases)]
-    for start in tf.range(0, n, batch_size):
-        end = tf.minimum(start + batch_size, n)
-        parts = step(x[start:end], y[start:end], kernels, biases)
-        totals = [(tw + pw, tb + pb) for (tw, tb), (pw, pb) in zip(totals, parts)]
+def _accumulate(step, x: np.ndarray, y: np.ndarray, batch_size: int, kernels, biases):
+    """Sum ``step`` over consecutive batches.
+
+    Batches are copied to TensorFlow one at a time: converting the whole
+    training set at once costs more than the exact diagonal itself.
+    """
+    totals = None
+    for start in range(0, len(x), batch_size):
+        xb = tf.constant(x[start:start + batch_size])
+        yb = tf.constant(y[start:start + batch_size])
+        totals = _step_and_add(step, totals, xb, yb, kernels, biases)
     return totals
+
+
+@tf.function(reduce_retracing=True)
+def _step_and_add(step, totals, x, y, kernels, biases):
+    parts = step(x, y, kernels, biases)
+    if totals is None:
+        return parts
+    return [(tw + pw, tb + pb) for (tw, tb), (pw, pb) in zip(totals, parts)]
 
 
 def _forward(x, kernels, biases):
@@ -205,11 +214,11 @@ def _exact_batch(x, y, kernels, biases):
     delta = sqrt_p[:, :, None] * (tf.eye(n_classes)[None] - p[:, None, :])
     deltas_sq = [tf.reduce_sum(tf.square(delta), axis=1)]
     n = tf.shape(p)[0]
-    delta = tf.reshape(delta, (n * n_classes, -1))  # rows (sample, c): one matmul per layer
     for w, mask in zip(reversed(kernels[1:]), reversed(masks)):
-        delta = tf.matmul(delta, w, transpose_b=True) * tf.repeat(mask, n_classes, axis=0)
-        sq = tf.reshape(tf.square(delta), (n, n_classes, -1))
-        deltas_sq.append(tf.reduce_sum(sq, axis=1))
+        # All ten columns of B at once: rows (sample, c) in one matmul per layer.
+        back = tf.matmul(tf.reshape(delta, (n * n_classes, -1)), w, transpose_b=True)
+        delta = tf.reshape(back, (n, n_classes, -1)) * mask[:, None, :]
+        deltas_sq.append(tf.reduce_sum(tf.square(delta), axis=1))
     return _outer_sums(inputs, deltas_sq[::-1])
 
 
@@ -237,30 +246,51 @@ def _fisher_batch(x, y, kernels, biases):
 
 
 def _mean_loss(model, x, y):
-    logits = model(x, training=False)
-    # Written out (not the fused op) so that second derivatives are available.
+    return _loss_of_logits(model(x, training=False), y) / tf.cast(tf.shape(x)[0], tf.float32)
+
+
+def _loss_of_logits(logits, y):
+    """Summed cross-entropy, written out (not the fused op) so that second derivatives exist."""
     log_p = tf.nn.log_softmax(logits)
-    return -tf.reduce_mean(tf.reduce_sum(tf.one_hot(y, tf.shape(logits)[1]) * log_p, axis=1))
+    return -tf.reduce_sum(tf.one_hot(y, tf.shape(logits)[1]) * log_p)
 
 
 def _hvp_sum(model, x, y, vectors):
     """(sum over the batch of per-sample Hessians) @ v, by double backprop."""
-    variables = model.trainable_weights
-    x, y = tf.constant(x), tf.constant(y)
+    chain = network.dense_chain(model)
+    return _hvp_sum_graph(_values(model), chain.layout, tf.constant(x), tf.constant(y),
+                          list(vectors))
+
+
+def _block_row_sums(model, x, y):
+    chain = network.dense_chain(model)
+    return _block_row_sums_graph(_values(model), chain.layout, tf.constant(x), tf.constant(y))
+
+
+def _values(model):
+    return [tf.convert_to_tensor(v) for v in model.trainable_weights]
+
+
+# These take the weights' values, not the model, so that one trace serves every model of a shape.
+@tf.function(reduce_retracing=True)
+def _hvp_sum_graph(variables, layout, x, y, vectors):
     with tf.GradientTape() as outer:
+        outer.watch(variables)
         with tf.GradientTape() as inner:
-            loss = _mean_loss(model, x, y) * tf.cast(tf.shape(x)[0], tf.float32)
+            inner.watch(variables)
+            loss = _loss_of_logits(network.logits(x, variables, layout), y)
         grads = inner.gradient(loss, variables)
         dot = tf.add_n([tf.reduce_sum(g * v) for g, v in zip(grads, vectors)])
     return outer.gradient(dot, variables)
 
 
-def _block_row_sums(model, x, y):
-    variables = model.trainable_weights
-    x, y = tf.constant(x), tf.constant(y)
+@tf.function(reduce_retracing=True)
+def _block_row_sums_graph(variables, layout, x, y):
     with tf.GradientTape(persistent=True) as outer:
+        outer.watch(variables)
         with tf.GradientTape() as inner:
-            loss = _mean_loss(model, x, y) * tf.cast(tf.shape(x)[0], tf.float32)
+            inner.watch(variables)
+            loss = _loss_of_logits(network.logits(x, variables, layout), y)
         sums = [tf.reduce_sum(g) for g in inner.gradient(loss, variables)]
     parts = [outer.gradient(s, v) for s, v in zip(sums, variables)]
     del outer

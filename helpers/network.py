@@ -99,7 +99,8 @@ def check_x(x: object, input_width: int, name: str = "x") -> np.ndarray:
         raise ValueError(f"{name} must have {input_width} columns (the model's input width), "
                          f"got {x.shape[1]}")
     x = x.astype(np.float32, copy=False)
-    if not np.all(np.isfinite(x)):
+    # A finite sum proves every entry finite and is cheaper than isfinite over all of x.
+    if not (np.isfinite(np.add.reduce(x, axis=None)) or np.all(np.isfinite(x))):
         raise ValueError(f"{name} contains NaN or infinite values")
     return x
 
