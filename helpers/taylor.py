@@ -1,0 +1,419 @@
+"""The terms of the Taylor expansion of the loss for a deletion (chapters "The Taylor
+expansion of the loss" and "Do the assumptions hold?").
+
+For parameters u, a perturbation du and the mean cross-entropy E,
+
+    E(u + du) - E(u) = g.du + 1/2 sum_k h_kk du_k^2 + 1/2 sum_{j != k} h_jk du_j du_k + R,
+
+first-order (gradient) term, diagonal term, cross term and remainder.
+Deleting the parameters in a set S is du_k = -u_k for k in S, 0 elsewhere; then
+the diagonal term is the sum of the OBD saliencies s_k = h_kk u_k^2 / 2 over S.
+
+``expand`` measures every term for one perturbation without forming the
+Hessian. It pushes the line ``t -> u + t du`` through the network in Taylor
+mode: with ``a(t) = a + t a' + t^2/2 a''`` for the input of a Dense layer and
+``W + t dW``, ``b + t db`` for its parameters, the pre-activation has
+``z' = a' W + a dW + db`` and ``z'' = a'' W + 2 a' dW``; a ReLU multiplies all
+three by its 0/1 mask (its second derivative is zero away from the kink). At
+the logits, with ``p`` the softmax and ``r = p - onehot(y)``, the per-sample
+loss has ``dl/dt = r.z'`` and ``d2l/dt2 = r.z'' + sum_c p_c z'_c^2 - (p.z')^2``.
+Their means are ``g.du`` and ``du^T H du``, exactly (the quadratic form in
+one pass instead of a Hessian-vector product). The same pass evaluates
+``E(u + du) - E(u)`` as a mean of per-sample differences. Everything runs in
+float64, so even the tiny loss changes of single deletions are resolved.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from helpers import hessian, network
+
+
+@dataclass(frozen=True)
+class Expansion:
+    """The terms of ``E(u + du) - E(u)`` for one perturbation ``du``.
+
+    ``first_order`` is ``g.du``; ``diagonal`` is ``1/2 sum_k h_kk du_k^2`` (the
+    sum of OBD saliencies for a deletion); ``cross`` is
+    ``1/2 sum_{j != k} h_jk du_j du_k``; ``actual`` is the measured change.
+    """
+
+    first_order: float
+    diagonal: float
+    cross: float
+    actual: float
+
+    @property
+    def quadratic(self) -> float:
+        """``1/2 du^T H du``: the diagonal and cross terms together."""
+        return self.diagonal + self.cross
+
+    @property
+    def second_order(self) -> float:
+        """The full second-order prediction, ``g.du + 1/2 du^T H du``."""
+        return self.first_order + self.quadratic
+
+    @property
+    def remainder(self) -> float:
+        """What the second-order expansion misses: third and higher orders."""
+        return self.actual - self.second_order
+
+    def as_dict(self) -> dict[str, float]:
+        """All terms, named, for tables."""
+        return {"first_order": self.first_order, "diagonal": self.diagonal, "cross": self.cross,
+                "remainder": self.remainder, "quadratic": self.quadratic,
+                "second_order": self.second_order, "actual": self.actual}
+
+
+@dataclass(frozen=True)
+class SingleDeletions:
+    """Deleting one parameter at a time (arrays aligned with ``index``).
+
+    ``index``: positions in the flattened parameter vector (``trainable_weights``
+    order, each tensor in C order); ``tensor``: which weight tensor each one is
+    in; ``first_order``: ``-g_k u_k``; ``saliency``: ``s_k = h_kk u_k^2 / 2``
+    (the whole quadratic term: one deletion has no cross term); ``actual``:
+    ``E(u - u_k e_k) - E(u)``.
+    """
+
+    index: np.ndarray
+    tensor: np.ndarray
+    first_order: np.ndarray
+    saliency: np.ndarray
+    actual: np.ndarray
+
+    @property
+    def remainder(self) -> np.ndarray:
+        """``actual - first_order - saliency``: the third- and higher-order terms."""
+        return self.actual - self.first_order - self.saliency
+
+
+def deletion(model: keras.Model, masks: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """The perturbation that deletes every parameter whose mask is 0: ``du_k = -u_k`` there, else 0.
+
+    ``masks``: 0/1 arrays shaped like ``model.trainable_weights`` (as
+    ``pruning.prune_masks`` returns them).
+    """
+    weights = network.dense_chain(model).weights()
+    masks = _check_like(weights, masks, "masks")
+    for i, m in enumerate(masks):
+        if not np.all((m == 0) | (m == 1)):
+            raise ValueError(f"masks[{i}] must contain only 0 and 1")
+    return [np.where(m == 0, -w, 0).astype(np.float64) for w, m in zip(weights, masks)]
+
+
+def expand(model: keras.Model, x: np.ndarray, y: np.ndarray, delta: Sequence[np.ndarray], *,
+           diagonal: Sequence[np.ndarray] | None = None, batch_size: int = 8192) -> Expansion:
+    """Every term of the Taylor expansion of the mean loss on ``(x, y)`` along ``delta``.
+
+    ``delta``: one array per weight tensor (``deletion`` builds it for a
+    deletion). ``diagonal``: the Hessian diagonal on the same data, aligned
+    with ``trainable_weights``; computed with
+    ``hessian.hessian_diagonal(model, x, y)`` when not given. The cross term
+    is the full quadratic form minus its diagonal part.
+    """
+    if not _is_weight_list(delta):
+        raise TypeError("delta must be a list of arrays shaped like model.trainable_weights")
+    _check_like(network.dense_chain(model).weights(), delta, "delta")
+    return expand_many(model, x, y, [delta], diagonal=diagonal, batch_size=batch_size)[0]
+
+
+def expand_many(model: keras.Model, x: np.ndarray, y: np.ndarray,
+                deltas: Sequence[Sequence[np.ndarray]], *,
+                diagonal: Sequence[np.ndarray] | None = None,
+                batch_size: int = 8192) -> list[Expansion]:
+    """``expand`` for several perturbations at once, sharing the first layer's forward pass.
+
+    Chapter "Do the assumptions hold?" expands along a whole series of
+    deletion sets; the unperturbed pre-activations of the first layer (the
+    largest matrix product) are computed once per batch for all of them.
+    """
+    chain = network.dense_chain(model)
+    x, y = network.check_xy(x, y, chain.input_width, chain.n_classes)
+    weights = chain.weights()
+    if not isinstance(deltas, Sequence) or isinstance(deltas, (str, bytes)) or len(deltas) == 0:
+        raise TypeError("deltas must be a non-empty list of perturbations (each a list of arrays)")
+    deltas = [_check_like(weights, d, f"deltas[{i}]") for i, d in enumerate(deltas)]
+    batch_size = network.check_batch_size(batch_size)
+    if diagonal is not None:
+        diagonal = _check_like(weights, diagonal, "diagonal")
+    else:
+        diagonal = _check_like(weights, hessian.hessian_diagonal(model, x, y), "diagonal")
+    moments = _along(chain, weights, x, y, deltas, batch_size)
+    out = []
+    for delta, (first, quadratic_form, actual) in zip(deltas, moments):
+        diagonal_term = 0.5 * sum(float(np.sum(h * d * d)) for h, d in zip(diagonal, delta))
+        out.append(Expansion(first_order=first, diagonal=diagonal_term,
+                             cross=0.5 * quadratic_form - diagonal_term, actual=actual))
+    return out
+
+
+def expand_with_hessian(hessian_matrix: np.ndarray, gradient: np.ndarray, delta: np.ndarray,
+                        actual: float) -> Expansion:
+    """The same terms from an explicit Hessian (small networks; chapter 1).
+
+    ``hessian_matrix``: (N, N); ``gradient`` and ``delta``: flat length-N
+    vectors in ``trainable_weights`` order (``hessian.flatten``); ``actual``:
+    the measured loss change, e.g. from ``expand`` or ``loss_change``.
+    """
+    h = np.asarray(hessian_matrix, np.float64)
+    if h.ndim != 2 or h.shape[0] != h.shape[1]:
+        raise ValueError(f"hessian_matrix must be square, got shape {h.shape}")
+    g = np.asarray(gradient, np.float64)
+    d = np.asarray(delta, np.float64)
+    for name, v in (("gradient", g), ("delta", d)):
+        if v.shape != (h.shape[0],):
+            raise ValueError(f"{name} must be a vector of length {h.shape[0]}, got shape {v.shape}")
+        if not np.all(np.isfinite(v)):
+            raise ValueError(f"{name} contains NaN or infinite values")
+    if isinstance(actual, bool) or not isinstance(actual, (int, float, np.floating)):
+        raise TypeError(f"actual must be a float, got {actual!r}")
+    diagonal = 0.5 * float(np.sum(np.diag(h) * d * d))
+    return Expansion(first_order=float(g @ d), diagonal=diagonal,
+                     cross=float(0.5 * d @ h @ d - diagonal), actual=float(actual))
+
+
+def loss_change(model: keras.Model, x: np.ndarray, y: np.ndarray, delta: Sequence[np.ndarray],
+                batch_size: int = 8192) -> float:
+    """``E(u + delta) - E(u)`` for the mean cross-entropy on ``(x, y)``, in float64."""
+    chain = network.dense_chain(model)
+    x, y = network.check_xy(x, y, chain.input_width, chain.n_classes)
+    weights = chain.weights()
+    delta = _check_like(weights, delta, "delta")
+    batch_size = network.check_batch_size(batch_size)
+    return _along(chain, weights, x, y, [delta], batch_size)[0][2]
+
+
+def single_deletions(model: keras.Model, x: np.ndarray, y: np.ndarray, index: Sequence[int], *,
+                     gradient: Sequence[np.ndarray] | None = None,
+                     diagonal: Sequence[np.ndarray] | None = None,
+                     batch_size: int = 8192) -> SingleDeletions:
+    """Delete each parameter in ``index`` on its own and measure the terms (vectorised).
+
+    ``index``: flat positions (``trainable_weights`` order). ``gradient`` and
+    ``diagonal`` default to ``hessian.gradient`` and
+    ``hessian.hessian_diagonal`` on ``(x, y)``. The actual change reuses the
+    layer's cached pre-activations: deleting weight (i, j) of a layer only
+    shifts column j of its pre-activation, so just the layers above it are
+    recomputed, in float64.
+    """
+    chain = network.dense_chain(model)
+    x, y = network.check_xy(x, y, chain.input_width, chain.n_classes)
+    weights = chain.weights()
+    batch_size = network.check_batch_size(batch_size)
+    n_total = sum(w.size for w in weights)
+    index = np.asarray(index)
+    if index.ndim != 1 or index.size == 0 or not np.issubdtype(index.dtype, np.integer) \
+            or index.dtype == bool:
+        raise ValueError("index must be a non-empty 1-D array of integer positions")
+    if index.min() < 0 or index.max() >= n_total:
+        raise ValueError(f"index must lie in [0, {n_total}), got values from {index.min()} "
+                         f"to {index.max()}")
+    gradient = hessian.gradient(model, x, y) if gradient is None else gradient
+    diagonal = hessian.hessian_diagonal(model, x, y) if diagonal is None else diagonal
+    g = hessian.flatten(_check_like(weights, gradient, "gradient")).astype(np.float64)
+    h = hessian.flatten(_check_like(weights, diagonal, "diagonal")).astype(np.float64)
+    u = hessian.flatten(weights).astype(np.float64)
+
+    # Where each flat index sits: tensor, layer, and row/column in the layer's [W; b].
+    edges = np.cumsum([0] + [w.size for w in weights])
+    tensor = np.searchsorted(edges, index, side="right") - 1
+    tensor_layer, tensor_is_bias = _tensor_roles(chain.layout)
+    layer = tensor_layer[tensor]
+    offset = index - edges[tensor]
+    rows, cols = np.empty_like(index), np.empty_like(index)
+    for t in np.unique(tensor):
+        sel = tensor == t
+        shape = weights[t].shape
+        if tensor_is_bias[t]:
+            rows[sel] = weights[t - 1].shape[0]  # a bias follows its kernel: the ones row
+            cols[sel] = offset[sel]
+        else:
+            rows[sel], cols[sel] = np.unravel_index(offset[sel], shape)
+
+    augmented = _augmented(weights, chain.layout)
+    sums = np.zeros(index.size)
+    for start in range(0, len(x), batch_size):
+        xb = tf.constant(x[start:start + batch_size])
+        yb = tf.constant(y[start:start + batch_size])
+        inputs, pre = _cached_forward(xb, augmented)
+        base = _cross_entropy(pre[-1], yb)
+        for ell in np.unique(layer):
+            sel = np.flatnonzero(layer == ell)
+            changes = _single_layer_deletions(
+                inputs[ell], pre[ell], yb, base, augmented[ell + 1:],
+                tf.constant(rows[sel]), tf.constant(cols[sel]),
+                tf.constant(u[index[sel]]))
+            sums[sel] += changes.numpy()
+    return SingleDeletions(index=index.copy(), tensor=tensor, first_order=-g[index] * u[index],
+                           saliency=0.5 * h[index] * u[index] ** 2, actual=sums / len(x))
+
+
+# --- internals -------------------------------------------------------------------------------
+
+def _check_like(weights: list[np.ndarray], arrays: object, name: str) -> list[np.ndarray]:
+    """Validate one finite float64 array per weight tensor, of matching shape."""
+    if isinstance(arrays, np.ndarray) or not isinstance(arrays, Sequence) \
+            or isinstance(arrays, (str, bytes)):
+        raise TypeError(f"{name} must be a list of arrays shaped like model.trainable_weights")
+    if len(arrays) != len(weights):
+        raise ValueError(f"{name} must have {len(weights)} arrays (one per weight tensor), "
+                         f"got {len(arrays)}")
+    out = []
+    for i, (a, w) in enumerate(zip(arrays, weights)):
+        a = np.asarray(a)
+        if a.dtype == bool or not (np.issubdtype(a.dtype, np.floating)
+                                   or np.issubdtype(a.dtype, np.integer)):
+            raise TypeError(f"{name}[{i}] must hold numbers, got dtype {a.dtype}")
+        if a.shape != w.shape:
+            raise ValueError(f"{name}[{i}] must have shape {w.shape}, got {a.shape}")
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"{name}[{i}] contains NaN or infinite values")
+        out.append(a.astype(np.float64))
+    return out
+
+
+def _tensor_roles(layout: tuple[bool, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """For each weight tensor: the index of its Dense layer, and whether it is a bias."""
+    layer, is_bias = [], []
+    for ell, has_bias in enumerate(layout):
+        layer.append(ell)
+        is_bias.append(False)
+        if has_bias:
+            layer.append(ell)
+            is_bias.append(True)
+    return np.array(layer), np.array(is_bias)
+
+
+def _augmented(weights: list[np.ndarray], layout: tuple[bool, ...]) -> list[tf.Tensor]:
+    """Each layer as one float64 matrix [W; b] (a zero bias row if the layer has none)."""
+    out, i = [], 0
+    for has_bias in layout:
+        kernel = weights[i]
+        i += 1
+        bias = weights[i] if has_bias else np.zeros(kernel.shape[1])
+        i += int(has_bias)
+        out.append(tf.constant(np.vstack([kernel, bias[None, :]]), tf.float64))
+    return out
+
+
+def _is_weight_list(arrays: object) -> bool:
+    return isinstance(arrays, Sequence) and not isinstance(arrays, (str, bytes))
+
+
+def _along(chain: network.DenseChain, weights: list[np.ndarray], x: np.ndarray, y: np.ndarray,
+           deltas: list[list[np.ndarray]], batch_size: int) -> list[tuple[float, float, float]]:
+    """Per perturbation: means of dl/dt and d2l/dt2 at t = 0 and of l(u + du) - l(u)."""
+    w64 = tuple(tf.constant(w, tf.float64) for w in weights)
+    d64 = [tuple(tf.constant(d, tf.float64) for d in delta) for delta in deltas]
+    first_bias = w64[1] if chain.layout[0] else tf.zeros(w64[0].shape[1], tf.float64)
+    sums = np.zeros((len(deltas), 3))
+    for start in range(0, len(x), batch_size):
+        xb = tf.cast(tf.constant(x[start:start + batch_size]), tf.float64)
+        yb = tf.constant(y[start:start + batch_size])
+        z1 = tf.matmul(xb, w64[0]) + first_bias
+        for j, delta in enumerate(d64):
+            sums[j] += np.array([float(v) for v in _jet(xb, yb, z1, w64, delta, chain.layout)])
+    return [tuple(float(v) for v in row / len(x)) for row in sums]
+
+
+def _with_ones(a: tf.Tensor) -> tf.Tensor:
+    return tf.concat([a, tf.ones_like(a[:, :1])], axis=1)
+
+
+def _cross_entropy(logits: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
+    """Per-sample cross-entropy of integer labels, in the logits' precision."""
+    return tf.reduce_logsumexp(logits, axis=1) - tf.gather(logits, y, axis=1, batch_dims=1)
+
+
+@tf.function(reduce_retracing=True)
+def _cached_forward(x, augmented):
+    """Each layer's augmented input [a, 1] and its pre-activation, in float64."""
+    a = tf.cast(x, tf.float64)
+    inputs, pre = [], []
+    for ell, w in enumerate(augmented):
+        a1 = _with_ones(a)
+        z = tf.matmul(a1, w)
+        inputs.append(a1)
+        pre.append(z)
+        a = tf.nn.relu(z)
+    return inputs, pre
+
+
+def _forward_from(z, above):
+    """Logits, given the pre-activation of a hidden layer and the layers above it."""
+    for w in above:
+        z = tf.matmul(_with_ones(tf.nn.relu(z)), w)
+    return z
+
+
+@tf.function(reduce_retracing=True)
+def _single_layer_deletions(inputs, pre, y, base, above, rows, cols, values):
+    """Sum over the batch of the loss change for each single deletion in one layer."""
+    n_out = tf.shape(pre)[1]
+
+    def one(args):
+        row, col, value = args
+        source = tf.gather(inputs, row, axis=1)
+        # Only samples whose input to this weight is non-zero feel its deletion.
+        touched = tf.where(source != 0)[:, 0]
+        shift = -tf.gather(source, touched) * value
+        z = tf.gather(pre, touched) + shift[:, None] * tf.one_hot(col, n_out, dtype=tf.float64)[None, :]
+        logits = _forward_from(z, above) if above else z
+        return tf.reduce_sum(_cross_entropy(logits, tf.gather(y, touched)) - tf.gather(base, touched))
+
+    return tf.map_fn(one, (rows, cols, values), fn_output_signature=tf.float64)
+
+
+@tf.function(reduce_retracing=True)
+def _jet(x, y, z1, weights, deltas, layout):
+    """Batch sums of dl/dt, d2l/dt2 at t = 0 and of l(u + du) - l(u) along u + t du.
+
+    ``z1`` is the first layer's unperturbed pre-activation; the input does
+    not move with t, so that layer has ``z' = x dW + db``, ``z'' = 0`` and its
+    perturbed pre-activation is exactly ``z + z'``.
+    """
+    n_layers = len(layout)
+    i = 0
+    a = a_dot = a_ddot = a_new = None
+    for ell, has_bias in enumerate(layout):
+        w, dw = weights[i], deltas[i]
+        i += 1
+        if ell == 0:
+            z = z1
+            z_dot = tf.matmul(x, dw)
+            z_ddot = tf.zeros_like(z)
+            if has_bias:
+                z_dot += deltas[i]
+                i += 1
+            z_new = z + z_dot
+        else:
+            z = tf.matmul(a, w)
+            z_dot = tf.matmul(a_dot, w) + tf.matmul(a, dw)
+            z_ddot = tf.matmul(a_ddot, w) + 2.0 * tf.matmul(a_dot, dw)
+            z_new = tf.matmul(a_new, w + dw)
+            if has_bias:
+                b, db = weights[i], deltas[i]
+                i += 1
+                z += b
+                z_dot += db
+                z_new += b + db
+        if ell < n_layers - 1:
+            mask = tf.cast(z > 0, tf.float64)
+            a, a_dot, a_ddot = z * mask, z_dot * mask, z_ddot * mask
+            a_new = tf.nn.relu(z_new)
+        else:
+            a, a_dot, a_ddot, a_new = z, z_dot, z_ddot, z_new
+    p = tf.nn.softmax(a)
+    r = p - tf.one_hot(y, tf.shape(a)[1], dtype=tf.float64)
+    first = tf.reduce_sum(r * a_dot)
+    second = tf.reduce_sum(r * a_ddot) + tf.reduce_sum(p * a_dot ** 2) \
+        - tf.reduce_sum(tf.reduce_sum(p * a_dot, axis=1) ** 2)
+    actual = tf.reduce_sum(_cross_entropy(a_new, y) - _cross_entropy(a, y))
+    return first, second, actual

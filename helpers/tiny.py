@@ -1,0 +1,193 @@
+"""A network small enough for its full Hessian (chapter "The Taylor expansion of the loss").
+
+The post's network has 47,410 parameters, so its Hessian would have over two
+billion entries. Chapter 1 looks at every term of the Taylor expansion on a
+much smaller relative: MNIST images averaged down to ``image_size`` x
+``image_size`` pixels, a few thousand training images from the post's
+55,000-image split, and an MLP with two narrow ReLU hidden layers, so that the
+whole Hessian fits in memory and can be computed by brute force.
+
+``train_tiny`` and ``tiny_hessian`` are cached on disk (``helpers.cache``),
+keyed by the ``TinyConfig``; they print nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from helpers import cache, data, hessian, models, seeding
+
+#: Bump when a change to this module would change the weights or Hessians it produces.
+TINY_CODE_VERSION = "1"
+_SIDE = 28
+
+
+def downsample(x: np.ndarray, size: int = 7) -> np.ndarray:
+    """Average-pool flattened 28x28 images to ``size`` x ``size``: (N, 784) -> (N, size**2).
+
+    Each output pixel is the mean of a (28/size) x (28/size) block, so values
+    stay in [0, 1]. ``size`` must divide 28 (1, 2, 4, 7, 14 or 28).
+    """
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)):
+        raise TypeError(f"size must be an int dividing 28, got {size!r}")
+    if size < 1 or _SIDE % size != 0:
+        raise ValueError(f"size must divide 28 (1, 2, 4, 7, 14 or 28), got {size!r}")
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"x must be a numpy array of flattened 28x28 images, got {type(x).__name__}")
+    if x.ndim != 2 or x.shape[1] != _SIDE * _SIDE:
+        raise ValueError(f"x must have shape (N, 784), got {x.shape}")
+    if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)) \
+            or x.dtype == bool:
+        raise TypeError(f"x must hold numbers, got dtype {x.dtype}")
+    block = _SIDE // int(size)
+    pooled = np.asarray(x, np.float64).reshape(len(x), size, block, size, block).mean(axis=(2, 4))
+    return pooled.reshape(len(x), size * size).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class TinyConfig:
+    """Everything that determines the tiny network of chapter 1.
+
+    The training images are the first ``n_train`` of the post's 55,000-image
+    split, downsampled; training is Adam on the mean cross-entropy with
+    mini-batches drawn from a fresh permutation every epoch.
+    """
+
+    image_size: int = 7
+    hidden: tuple[int, ...] = (16, 16)
+    n_train: int = 2000
+    steps: int = 6000
+    batch_size: int = 100
+    learning_rate: float = 3e-3
+    init_stddev: float = 0.1
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("image_size", "n_train", "steps", "batch_size", "seed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"{name} must be an int, got {value!r}")
+            if value < (0 if name == "seed" else 1):
+                raise ValueError(f"{name} must be {'>= 0' if name == 'seed' else 'positive'}, "
+                                 f"got {value!r}")
+        if _SIDE % self.image_size != 0:
+            raise ValueError(f"image_size must divide 28, got {self.image_size!r}")
+        if self.n_train > 55_000:
+            raise ValueError(f"n_train must be at most 55000 (the post's split), got {self.n_train}")
+        if self.batch_size > self.n_train:
+            raise ValueError(f"batch_size ({self.batch_size}) must not exceed n_train ({self.n_train})")
+        for name in ("learning_rate", "init_stddev"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TypeError(f"{name} must be a float, got {value!r}")
+            if not (np.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be positive and finite, got {value!r}")
+        hidden = self.hidden
+        if isinstance(hidden, (str, bytes)) or not isinstance(hidden, (tuple, list)):
+            raise TypeError(f"hidden must be a tuple of ints, got {hidden!r}")
+        object.__setattr__(self, "hidden", tuple(hidden))
+        models._check_layer_sizes(self.layer_sizes)
+
+    @property
+    def layer_sizes(self) -> tuple[int, ...]:
+        """Input width, hidden widths and the 10 classes."""
+        return (self.image_size ** 2, *self.hidden, 10)
+
+    @property
+    def n_params(self) -> int:
+        """Weights and biases of the network."""
+        sizes = self.layer_sizes
+        return sum(a * b + b for a, b in zip(sizes, sizes[1:]))
+
+    def to_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v
+                for k, v in dataclasses.asdict(self).items()}
+
+
+def tiny_data(config: TinyConfig | None = None):
+    """``((x_train, y_train), (x_test, y_test))`` for ``config``, downsampled.
+
+    Training: the first ``n_train`` images of the post's 55,000 split (the
+    data set of the loss E in chapter 1). Test: all 10,000 MNIST test images.
+    """
+    config = _check_config(config)
+    (x55k, y55k), _ = data.load_post_split()
+    _, (x_test, y_test) = data.load_mnist()
+    n = config.n_train
+    return ((downsample(x55k[:n], config.image_size), np.asarray(y55k[:n])),
+            (downsample(x_test, config.image_size), np.asarray(y_test)))
+
+
+def train_tiny(config: TinyConfig | None = None) -> keras.Sequential:
+    """The trained tiny network for ``config`` (cached)."""
+    config = _check_config(config)
+    arrays = cache.fetch("tiny_model", config.to_dict(), lambda: _train(config),
+                         version=TINY_CODE_VERSION)
+    model = models.mlp(config.layer_sizes, init_stddev=config.init_stddev)
+    model.set_weights([arrays[f"w{i}"] for i in range(len(model.trainable_weights))])
+    return model
+
+
+def tiny_hessian(config: TinyConfig | None = None, chunk: int = 500) -> np.ndarray:
+    """The full Hessian of the mean training loss of ``train_tiny(config)`` (cached).
+
+    Computed with ``hessian.full_hessian`` over chunks of ``chunk`` training
+    images (its memory grows with the chunk), weighted by chunk size; float64,
+    parameters in ``trainable_weights`` order.
+    """
+    config = _check_config(config)
+    if isinstance(chunk, bool) or not isinstance(chunk, int):
+        raise TypeError(f"chunk must be a positive int, got {chunk!r}")
+    if chunk < 1:
+        raise ValueError(f"chunk must be a positive int, got {chunk!r}")
+
+    def build() -> dict[str, np.ndarray]:
+        model = train_tiny(config)
+        (x, y), _ = tiny_data(config)
+        total = np.zeros((config.n_params, config.n_params))
+        for start in range(0, len(x), chunk):
+            xb, yb = x[start:start + chunk], y[start:start + chunk]
+            total += hessian.full_hessian(model, xb, yb) * len(xb)
+        return {"hessian": total / len(x)}
+
+    return cache.fetch("tiny_hessian", config.to_dict(), build, version=TINY_CODE_VERSION)["hessian"]
+
+
+def _check_config(config: TinyConfig | None) -> TinyConfig:
+    config = TinyConfig() if config is None else config
+    if not isinstance(config, TinyConfig):
+        raise TypeError(f"config must be a TinyConfig, got {type(config).__name__}")
+    return config
+
+
+def _train(config: TinyConfig) -> dict[str, np.ndarray]:
+    (x, y), _ = tiny_data(config)
+    seeding.set_seed(config.seed)
+    model = models.mlp(config.layer_sizes, init_stddev=config.init_stddev)
+    optimizer = keras.optimizers.Adam(learning_rate=config.learning_rate)
+    optimizer.build(model.trainable_variables)
+    rng = np.random.default_rng(config.seed)
+    per_epoch = config.n_train // config.batch_size
+    epochs = -(-config.steps // per_epoch)
+    order = np.concatenate([rng.permutation(config.n_train)[:per_epoch * config.batch_size]
+                            for _ in range(epochs)])
+    order = order[:config.steps * config.batch_size].reshape(config.steps, config.batch_size)
+    variables = model.trainable_variables
+    x_all, y_all = tf.constant(x), tf.constant(y.astype(np.int32))
+
+    @tf.function
+    def run(indices):
+        for i in tf.range(tf.shape(indices)[0]):
+            xb, yb = tf.gather(x_all, indices[i]), tf.gather(y_all, indices[i])
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
+                    yb, model(xb, training=True)))
+            optimizer.apply(tape.gradient(loss, variables), variables)
+
+    run(tf.constant(order.astype(np.int32)))
+    return {f"w{i}": w for i, w in enumerate(model.get_weights())}

@@ -1,0 +1,222 @@
+"""helpers.taylor: every term of the expansion against brute force on small MLPs."""
+
+import keras
+import numpy as np
+import pytest
+
+from conftest import small_data, small_mlp
+from helpers import hessian, metrics, observations, pruning, taylor
+
+SHAPES = [(6, 5, 4, 3), (4, 7, 2), (5, 3, 3, 3, 4)]
+
+
+def biased_mlp(sizes, seed=1):
+    """``small_mlp`` with non-zero biases, so that no sample sits exactly on a ReLU kink
+    (with zero biases, a unit whose inputs are all off has pre-activation exactly 0)."""
+    model = small_mlp(sizes, seed=seed)
+    rng = np.random.default_rng(seed)
+    model.set_weights([w if w.ndim == 2 else rng.normal(scale=0.3, size=w.shape).astype(np.float32)
+                       for w in model.get_weights()])
+    return model
+
+
+def unflatten(vector, model):
+    parts, start = [], 0
+    for w in model.get_weights():
+        parts.append(vector[start:start + w.size].reshape(w.shape))
+        start += w.size
+    return parts
+
+
+def random_delta(model, scale, seed=0):
+    rng = np.random.default_rng(seed)
+    return [scale * rng.normal(size=w.shape) for w in model.get_weights()]
+
+
+def brute_change(model, x, y, delta):
+    """E(u + delta) - E(u) by setting the weights, in float64 numpy."""
+    def loss(weights):
+        a = x.astype(np.float64)
+        for i in range(0, len(weights), 2):
+            z = a @ weights[i] + weights[i + 1]
+            a = np.maximum(z, 0) if i < len(weights) - 2 else z
+        z = a - a.max(axis=1, keepdims=True)
+        return np.mean(np.log(np.exp(z).sum(axis=1)) - z[np.arange(len(y)), y])
+    w = [v.astype(np.float64) for v in model.get_weights()]
+    return loss([a + d for a, d in zip(w, delta)]) - loss(w)
+
+
+@pytest.mark.parametrize("sizes", SHAPES)
+def test_terms_equal_gradient_and_full_hessian(sizes):
+    model = small_mlp(sizes)
+    x, y = small_data(sizes)
+    H = hessian.full_hessian(model, x, y)
+    g = hessian.flatten(hessian.gradient(model, x, y)).astype(np.float64)
+    delta = random_delta(model, 0.05)
+    d = hessian.flatten(delta)
+    e = taylor.expand(model, x, y, delta, batch_size=7)
+    assert e.first_order == pytest.approx(g @ d, rel=1e-5, abs=1e-9)
+    assert e.quadratic == pytest.approx(0.5 * d @ H @ d, rel=1e-5)
+    assert e.diagonal == pytest.approx(0.5 * np.sum(np.diag(H) * d * d), rel=1e-5)
+    assert e.cross == pytest.approx(0.5 * (d @ H @ d - np.sum(np.diag(H) * d * d)), rel=1e-4, abs=1e-9)
+    assert e.actual == pytest.approx(brute_change(model, x, y, delta), rel=1e-9, abs=1e-14)
+    assert e.second_order + e.remainder == pytest.approx(e.actual, rel=1e-12, abs=1e-15)
+    other = taylor.expand_with_hessian(H, g, d, e.actual)
+    for name in ("first_order", "diagonal", "cross", "remainder"):
+        assert getattr(other, name) == pytest.approx(getattr(e, name), rel=1e-4, abs=1e-9)
+
+
+def test_quadratic_form_equals_a_hessian_vector_product():
+    sizes = (6, 5, 4, 3)
+    model = small_mlp(sizes)
+    x, y = small_data(sizes, n=64)
+    delta = random_delta(model, 0.1, seed=3)
+    hv = hessian.flatten(hessian.hessian_vector_product(model, x, y, delta))
+    e = taylor.expand(model, x, y, delta)
+    assert 2 * e.quadratic == pytest.approx(float(hessian.flatten(delta) @ hv), rel=1e-5)
+
+
+def test_actual_change_matches_the_float32_metric_for_a_large_deletion():
+    sizes = (6, 5, 4, 3)
+    model = small_mlp(sizes)
+    x, y = small_data(sizes)
+    scores = [np.abs(w) for w in model.get_weights()]
+    masks = pruning.prune_masks(scores, 0.5)
+    before = metrics.mean_loss(model, x, y)
+    with pruning.pruned(model, masks):
+        after = metrics.mean_loss(model, x, y)
+    change = taylor.loss_change(model, x, y, taylor.deletion(model, masks))
+    assert change == pytest.approx(after - before, rel=1e-4, abs=1e-6)
+    assert taylor.loss_change(model, x, y, [np.zeros_like(w) for w in model.get_weights()]) == 0.0
+
+
+def test_remainder_is_third_order_for_small_steps():
+    sizes = (6, 5, 4, 3)
+    model = biased_mlp(sizes)
+    x, y = small_data(sizes)
+    delta = random_delta(model, 1.0, seed=5)
+    r = [taylor.expand(model, x, y, [t * d for d in delta]).remainder for t in (1e-4, 1e-3)]
+    # Without a ReLU switching between the two steps, R(t) ~ c t^3: ten times the step, 1000x.
+    assert r[1] / r[0] == pytest.approx(1000, rel=0.1)
+    e = taylor.expand(model, x, y, [1e-3 * d for d in delta])
+    assert abs(e.remainder) < 1e-3 * abs(e.second_order)
+
+
+def test_expand_many_equals_expand_one_by_one():
+    sizes = (5, 3, 3, 3, 4)
+    model = small_mlp(sizes)
+    x, y = small_data(sizes, n=50)
+    deltas = [random_delta(model, s, seed=i) for i, s in enumerate((0.01, 0.1, 1.0))]
+    diag = hessian.hessian_diagonal(model, x, y)
+    many = taylor.expand_many(model, x, y, deltas, diagonal=diag, batch_size=16)
+    for d, e in zip(deltas, many):
+        one = taylor.expand(model, x, y, d, diagonal=diag)
+        for name, value in one.as_dict().items():
+            assert e.as_dict()[name] == pytest.approx(value, rel=1e-9, abs=1e-15)
+
+
+def test_agrees_with_the_part_three_measurement():
+    """observations.taylor_terms (HVP, float32 losses) measures the same quantities."""
+    sizes = (6, 5, 4, 3)
+    model = small_mlp(sizes)
+    x, y = small_data(sizes, n=64)
+    scores = [np.abs(w) for w in model.get_weights()]
+    masks = [pruning.prune_masks(scores, f) for f in (0.2, 0.6)]
+    other = observations.taylor_terms(model, x, y, masks)
+    ours = taylor.expand_many(model, x, y, [taylor.deletion(model, m) for m in masks])
+    for i, e in enumerate(ours):
+        assert e.first_order == pytest.approx(other.gradient[i], rel=1e-4, abs=1e-7)
+        assert e.diagonal == pytest.approx(other.obd_prediction[i], rel=1e-4, abs=1e-7)
+        assert 2 * e.quadratic == pytest.approx(other.full[i], rel=1e-4, abs=1e-7)
+        assert e.actual == pytest.approx(other.actual[i], rel=1e-4, abs=1e-6)
+
+
+def test_deletion_negates_exactly_the_masked_parameters():
+    model = small_mlp()
+    weights = model.get_weights()
+    masks = pruning.prune_masks([np.abs(w) for w in weights], 0.3)
+    delta = taylor.deletion(model, masks)
+    for w, m, d in zip(weights, masks, delta):
+        np.testing.assert_array_equal(d, np.where(m == 0, -w.astype(np.float64), 0.0))
+    bad = [m.copy() for m in masks]
+    bad[0][0, 0] = 0.5
+    with pytest.raises(ValueError, match="masks\\[0\\]"):
+        taylor.deletion(model, bad)
+    with pytest.raises(ValueError, match="masks"):
+        taylor.deletion(model, masks[:-1])
+
+
+@pytest.mark.parametrize("sizes", SHAPES)
+def test_single_deletions_match_deleting_one_at_a_time(sizes):
+    model = small_mlp(sizes)
+    x, y = small_data(sizes)
+    x[:, 1] = 0.0  # an always-black input pixel: its weights change nothing
+    x[::3, 0] = 0.0  # a pixel that is off for some samples only
+    u = hessian.flatten(model.get_weights()).astype(np.float64)
+    index = np.arange(u.size)
+    single = taylor.single_deletions(model, x, y, index, batch_size=13)
+    for k in index:
+        d = np.zeros_like(u)
+        d[k] = -u[k]
+        assert single.actual[k] == pytest.approx(brute_change(model, x, y, unflatten(d, model)),
+                                                 rel=1e-9, abs=1e-15)
+    g = hessian.flatten(hessian.gradient(model, x, y))
+    h = hessian.flatten(hessian.hessian_diagonal(model, x, y))
+    np.testing.assert_allclose(single.first_order, -g * u, rtol=1e-6)
+    np.testing.assert_allclose(single.saliency, 0.5 * h * u ** 2, rtol=1e-6)
+    edges = np.cumsum([0] + [w.size for w in model.get_weights()])
+    np.testing.assert_array_equal(single.tensor, np.searchsorted(edges, index, side="right") - 1)
+    width = sizes[1]
+    assert np.all(single.actual[[width + j for j in range(width)]] == 0.0)  # row 1 of W1
+    np.testing.assert_allclose(single.remainder, single.actual - single.first_order - single.saliency)
+
+
+def test_single_deletions_of_a_layer_without_bias_and_with_dropout():
+    keras.utils.set_random_seed(4)
+    model = keras.Sequential([
+        keras.Input(shape=(5,)),
+        keras.layers.Dense(4, activation="relu", use_bias=False,
+                           kernel_initializer=keras.initializers.RandomNormal(stddev=0.7)),
+        keras.layers.Dropout(0.3),
+        keras.layers.Dense(3, kernel_initializer=keras.initializers.RandomNormal(stddev=0.7),
+                           bias_initializer=keras.initializers.RandomNormal(stddev=0.3)),
+    ])
+    x, y = small_data((5, 4, 3))
+    u = hessian.flatten(model.get_weights()).astype(np.float64)
+    single = taylor.single_deletions(model, x, y, np.arange(u.size))
+    for k in range(u.size):
+        d = np.zeros_like(u)
+        d[k] = -u[k]
+        assert single.actual[k] == pytest.approx(taylor.loss_change(model, x, y, unflatten(d, model)),
+                                                 rel=1e-9, abs=1e-15)
+    assert np.any(single.actual != 0)
+
+
+def test_arguments_are_checked_before_work():
+    model = small_mlp()
+    x, y = small_data()
+    delta = random_delta(model, 0.1)
+    with pytest.raises(TypeError, match="delta"):
+        taylor.expand(model, x, y, np.zeros(3))
+    with pytest.raises(ValueError, match="delta\\[0\\]"):
+        taylor.expand(model, x, y, [np.zeros((2, 2))] + delta[1:])
+    bad = [d.copy() for d in delta]
+    bad[2][0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        taylor.loss_change(model, x, y, bad)
+    with pytest.raises(TypeError, match="deltas"):
+        taylor.expand_many(model, x, y, [])
+    with pytest.raises(ValueError, match="diagonal"):
+        taylor.expand(model, x, y, delta, diagonal=delta[:2])
+    with pytest.raises(ValueError, match="index"):
+        taylor.single_deletions(model, x, y, [0, 10_000])
+    with pytest.raises(ValueError, match="index"):
+        taylor.single_deletions(model, x, y, [])
+    with pytest.raises(ValueError, match="batch_size"):
+        taylor.expand(model, x, y, delta, batch_size=0)
+    with pytest.raises(ValueError, match="square"):
+        taylor.expand_with_hessian(np.zeros((3, 4)), np.zeros(3), np.zeros(3), 0.0)
+    with pytest.raises(ValueError, match="delta"):
+        taylor.expand_with_hessian(np.eye(3), np.zeros(3), np.zeros(4), 0.0)
+    with pytest.raises(TypeError, match="actual"):
+        taylor.expand_with_hessian(np.eye(3), np.zeros(3), np.zeros(3), "0")
