@@ -7,6 +7,7 @@ chain of Dense layers (chapter 1 uses a tiny one); ``seed_mlp`` is the post's.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import keras
@@ -16,12 +17,12 @@ POST_INIT_STDDEV = 0.02
 
 
 def mlp(layer_sizes: Sequence[int], dropout: float = 0.0,
-        init_stddev: float = POST_INIT_STDDEV) -> keras.Sequential:
+        init_stddev: float = POST_INIT_STDDEV, bias_init: float = 0.0) -> keras.Sequential:
     """A ReLU MLP with a linear (logit) output layer.
 
     ``layer_sizes`` lists input width, hidden widths and output width. Kernels
     are drawn from a truncated normal with ``init_stddev``; biases start at
-    zero. ``dropout`` > 0 adds a Dropout layer after every hidden layer (the
+    ``bias_init`` (zero in the post's stated recipe). ``dropout`` > 0 adds a Dropout layer after every hidden layer (the
     post's keep probability 0.8 is ``dropout=0.2``). Call
     ``helpers.seeding.set_seed`` first for reproducible weights.
     """
@@ -34,6 +35,10 @@ def mlp(layer_sizes: Sequence[int], dropout: float = 0.0,
         raise TypeError(f"init_stddev must be a positive float, got {init_stddev!r}")
     if not float(init_stddev) > 0.0:
         raise ValueError(f"init_stddev must be positive, got {init_stddev!r}")
+    if isinstance(bias_init, bool) or not isinstance(bias_init, (int, float)):
+        raise TypeError(f"bias_init must be a float, got {bias_init!r}")
+    if not math.isfinite(bias_init):
+        raise ValueError(f"bias_init must be finite, got {bias_init!r}")
 
     model = keras.Sequential(name="mlp_" + "_".join(map(str, sizes)))
     model.add(keras.Input(shape=(sizes[0],)))
@@ -43,7 +48,7 @@ def mlp(layer_sizes: Sequence[int], dropout: float = 0.0,
             width,
             activation=None if last else "relu",
             kernel_initializer=keras.initializers.TruncatedNormal(stddev=float(init_stddev)),
-            bias_initializer="zeros",
+            bias_initializer=keras.initializers.Constant(float(bias_init)),
             name="logits" if last else f"hidden{i}",
         ))
         if not last and dropout > 0:

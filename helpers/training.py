@@ -46,6 +46,8 @@ class TrainConfig:
     layer_sizes: tuple[int, ...] = models.POST_LAYER_SIZES
     seed: int = 0
     log_every: int = 1000
+    init_stddev: float = models.POST_INIT_STDDEV
+    bias_init: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("learning_rate", "epsilon"):
@@ -54,6 +56,14 @@ class TrainConfig:
                 raise TypeError(f"{name} must be a float, got {value!r}")
             if not (np.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be positive and finite, got {value!r}")
+        if isinstance(self.init_stddev, bool) or not isinstance(self.init_stddev, (int, float)):
+            raise TypeError(f"init_stddev must be a float, got {self.init_stddev!r}")
+        if not (np.isfinite(self.init_stddev) and self.init_stddev > 0):
+            raise ValueError(f"init_stddev must be positive and finite, got {self.init_stddev!r}")
+        if isinstance(self.bias_init, bool) or not isinstance(self.bias_init, (int, float)):
+            raise TypeError(f"bias_init must be a float, got {self.bias_init!r}")
+        if not np.isfinite(self.bias_init):
+            raise ValueError(f"bias_init must be finite, got {self.bias_init!r}")
         for name in ("beta_1", "beta_2", "dropout"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -76,8 +86,20 @@ class TrainConfig:
                              f"got {self.layer_sizes}")
 
     def to_dict(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v
-                for k, v in dataclasses.asdict(self).items()}
+        """The configuration as plain data: the cache key of the trained model.
+
+        The initial-scale fields were added later; at the post's stated values
+        they are left out, so models cached before they existed keep their keys.
+        """
+        out = {k: list(v) if isinstance(v, tuple) else v
+               for k, v in dataclasses.asdict(self).items()}
+        for name, default in _LATER_FIELDS.items():
+            if out[name] == default:
+                del out[name]
+        return out
+
+
+_LATER_FIELDS = {"init_stddev": models.POST_INIT_STDDEV, "bias_init": 0.0}
 
 
 @dataclass
@@ -121,8 +143,13 @@ def train_model(config: TrainConfig | None = None, *, use_cache: bool = True) ->
     return _unpack(config, arrays)
 
 
+def _build(config: TrainConfig) -> keras.Sequential:
+    return models.mlp(config.layer_sizes, dropout=config.dropout, init_stddev=config.init_stddev,
+                      bias_init=config.bias_init)
+
+
 def _unpack(config: TrainConfig, arrays: dict[str, np.ndarray]) -> TrainedModel:
-    model = models.mlp(config.layer_sizes, dropout=config.dropout)
+    model = _build(config)
     n_weights = len(model.trainable_weights)
     model.set_weights([arrays[f"w{i}"] for i in range(n_weights)])
     history = {k[len("history_"):]: v for k, v in arrays.items() if k.startswith("history_")}
@@ -132,7 +159,7 @@ def _unpack(config: TrainConfig, arrays: dict[str, np.ndarray]) -> TrainedModel:
 def _train_arrays(config: TrainConfig) -> dict[str, np.ndarray]:
     (x_train, y_train), (x_test, y_test) = _training_data(config.dataset)
     seeding.set_seed(config.seed)
-    model = models.mlp(config.layer_sizes, dropout=config.dropout)
+    model = _build(config)
     optimizer = keras.optimizers.Adam(
         learning_rate=config.learning_rate, beta_1=config.beta_1, beta_2=config.beta_2,
         epsilon=config.epsilon)

@@ -115,3 +115,17 @@ def test_config_validation():
         training.train_model({"seed": 0})
     with pytest.raises(ValueError, match="variant"):
         experiments.post_config("big")
+
+
+def test_initial_scale_fields():
+    post = training.TrainConfig()
+    assert "init_stddev" not in post.to_dict()  # keys of models cached before the fields existed
+    wide = training.TrainConfig(init_stddev=0.1, bias_init=0.1)
+    assert wide.to_dict()["init_stddev"] == 0.1 and wide.to_dict()["bias_init"] == 0.1
+    model = training._build(wide)
+    kernel, bias = model.get_weights()[:2]
+    assert abs(kernel.std() - 0.1 * 0.88) < 0.01 and np.all(bias == np.float32(0.1))
+    with pytest.raises(ValueError, match="init_stddev"):
+        training.TrainConfig(init_stddev=0.0)
+    with pytest.raises(TypeError, match="bias_init"):
+        training.TrainConfig(bias_init="0.1")
