@@ -1,0 +1,315 @@
+"""Second derivatives of the loss of a small convolutional network (chapter "A convolutional network").
+
+The chapter extends the exact Hessian diagonal of ``helpers.hessian`` (which
+reads only MLPs) to LeNet-style networks: 2-D convolutions with ReLU, max
+pooling, flattening and Dense layers, ending in a linear (logit) layer. As
+there, the loss is the mean over samples of the cross-entropy of the softmax.
+
+Why the Gauss-Newton diagonal is still the exact diagonal: the Hessian is
+``J^T A J + sum_i (dE/df_i) d2f_i/du2``. A convolution is linear in its own
+kernel, and ReLU and max pooling are piecewise linear (max pooling selects
+one input of each window), so every logit is piecewise linear in any *single*
+parameter and the second term has a zero diagonal (almost everywhere).
+
+How it is computed: factor ``A = B B^T`` with ``B[:, c] = sqrt(p_c)(e_c - p)``,
+so ``H_kk = mean_n sum_c (J_n[:, k] . B_n[:, c])^2``. For each of the ten
+columns of ``B`` one backward pass gives, per sample, the gradient of the loss
+at every layer's pre-activation; a Dense kernel's per-sample gradient is the
+outer product of its input and that delta, and a convolution kernel's is the
+sum over positions of input patch times delta (``tf.image.extract_patches``
+and one ``einsum``). Squaring those per-sample gradients and summing over
+samples gives the diagonal: ten backward passes in all.
+
+The cheaper estimator ``method="mc"`` (Monte-Carlo Gauss-Newton, as in
+BackPACK's ``DiagGGNMC``) draws a label from the model's own softmax for every
+sample and squares the per-sample gradient of the loss at that label: since
+``E[(p - e_c)(p - e_c)^T] = diag(p) - p p^T = A`` when ``c ~ p``, its
+expectation is the exact diagonal, at the cost of ``samples`` backward passes
+instead of ten. ``method="fisher"`` uses the true labels instead (the
+empirical Fisher, which is *not* an unbiased estimate of the Hessian).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from helpers import network
+
+METHODS = ("exact", "mc", "fisher")
+MAX_FULL_HESSIAN_PARAMS = 5000
+
+
+@dataclass(frozen=True)
+class ConvNet:
+    """A Sequential conv net read as a static layer recipe (hashable, so graphs trace once)."""
+
+    spec: tuple[tuple, ...]
+    input_width: int
+    n_classes: int
+    layer_names: tuple[str, ...]  # the parametric layers, in order
+    layout: tuple[bool, ...]  # whether each parametric layer has a bias
+
+    def tensor_names(self) -> list[str]:
+        """One name per entry of ``model.trainable_weights``, e.g. ``"conv1 kernel"``."""
+        out = []
+        for name, has_bias in zip(self.layer_names, self.layout):
+            out.append(f"{name} kernel")
+            if has_bias:
+                out.append(f"{name} bias")
+        return out
+
+
+def conv_net(model: keras.Model) -> ConvNet:
+    """Read ``model`` as a conv net, or raise if it has a layer this module cannot differentiate.
+
+    Supported, in a ``keras.Sequential`` with flat inputs ``(None, d)``:
+    ``Reshape``, ``Conv2D`` (channels last, no dilation, one group, ReLU or
+    linear), ``MaxPooling2D``, ``Flatten``, ``Dropout`` (the identity at
+    inference) and ``Dense`` (ReLU or linear); the last parametric layer must
+    be a linear ``Dense`` layer (the logits) and every other one ReLU.
+    """
+    if not isinstance(model, keras.Model):
+        raise TypeError(f"model must be a keras.Model, got {type(model).__name__}")
+    if not isinstance(model, keras.Sequential):
+        raise NotImplementedError("model: only keras.Sequential networks are supported")
+    if not model.built:
+        raise ValueError("model must be built (give it a keras.Input) before use")
+    input_shape = tuple(model.inputs[0].shape)
+    if len(input_shape) != 2 or input_shape[1] is None:
+        raise NotImplementedError(f"model: inputs must be flat (None, d), got {input_shape}")
+    spec: list[tuple] = []
+    names: list[str] = []
+    layout: list[bool] = []
+    variables = []
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            _check_conv(layer)
+            spec.append(("conv", tuple(layer.strides), layer.padding.upper(),
+                         _activation(layer), layer.use_bias, tuple(layer.kernel_size)))
+        elif isinstance(layer, keras.layers.Dense):
+            spec.append(("dense", _activation(layer), layer.use_bias))
+        elif isinstance(layer, keras.layers.MaxPooling2D):
+            if layer.data_format != "channels_last":
+                raise NotImplementedError(f"model: layer {layer.name!r} must be channels_last")
+            spec.append(("maxpool", tuple(layer.pool_size), tuple(layer.strides),
+                         layer.padding.upper()))
+        elif isinstance(layer, keras.layers.Reshape):
+            spec.append(("reshape", tuple(int(d) for d in layer.target_shape)))
+        elif isinstance(layer, keras.layers.Flatten):
+            spec.append(("flatten",))
+        elif isinstance(layer, (keras.layers.Dropout, keras.layers.InputLayer)):
+            continue
+        else:
+            raise NotImplementedError(
+                f"model: layer {layer.name!r} of type {type(layer).__name__} is not supported "
+                "(only Reshape, Conv2D, MaxPooling2D, Flatten, Dropout and Dense)")
+        if spec[-1][0] in ("conv", "dense"):
+            names.append(layer.name)
+            layout.append(layer.use_bias)
+            variables.append(layer.kernel)
+            if layer.use_bias:
+                variables.append(layer.bias)
+    parametric = [s for s in spec if s[0] in ("conv", "dense")]
+    if not parametric or parametric[-1][0] != "dense" or parametric[-1][1] != "linear":
+        raise NotImplementedError("model: the last parametric layer must be a linear Dense layer")
+    for s, name in zip(parametric[:-1], names[:-1]):
+        activation = s[3] if s[0] == "conv" else s[1]
+        if activation != "relu":
+            raise NotImplementedError(f"model: hidden layer {name!r} must use ReLU, not {activation!r}")
+    if [id(v) for v in model.trainable_weights] != [id(v) for v in variables]:
+        raise NotImplementedError(
+            "model: trainable_weights must be exactly the Conv2D/Dense kernels and biases, in order")
+    n_classes = int(variables[-2 if layout[-1] else -1].shape[-1])
+    return ConvNet(tuple(spec), int(input_shape[1]), n_classes, tuple(names), tuple(layout))
+
+
+def hessian_diagonal(model: keras.Model, x: np.ndarray, y: np.ndarray, method: str = "exact",
+                     samples: int = 1, seed: int = 0, batch_size: int = 1000) -> list[np.ndarray]:
+    """The diagonal of the mean-loss Hessian of a conv net, or an estimate of it.
+
+    ``method="exact"``: the Gauss-Newton diagonal, equal to the Hessian
+    diagonal for ReLU/max-pool networks (ten backward passes per batch).
+    ``method="mc"``: the Monte-Carlo Gauss-Newton estimate with ``samples``
+    labels drawn per image from the model's softmax (``seed`` fixes the draws;
+    ``samples`` backward passes per batch). ``method="fisher"``: the empirical
+    Fisher diagonal (true labels). Arrays are aligned with
+    ``model.trainable_weights``. Chapter "A convolutional network".
+    """
+    if not isinstance(method, str) or method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)):
+        raise TypeError(f"samples must be a positive int, got {samples!r}")
+    if not 1 <= samples <= 2**20:
+        raise ValueError(f"samples must be an int in [1, 2**20], got {samples!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"seed must be an int, got {seed!r}")
+    if not 0 <= seed < 2**31:
+        raise ValueError(f"seed must be in [0, 2**31), got {seed!r}")
+    net = conv_net(model)
+    x, y = network.check_xy(x, y, net.input_width, net.n_classes)
+    batch_size = network.check_batch_size(batch_size)
+    weights = tuple(tf.constant(w) for w in model.get_weights())
+    totals = [np.zeros(w.shape, np.float64) for w in weights]
+    for number, start in enumerate(range(0, len(x), batch_size)):
+        xb = tf.constant(x[start:start + batch_size])
+        yb = tf.constant(y[start:start + batch_size])
+        if method == "exact":
+            parts = [_exact_batch(xb, weights, net.spec)]
+        elif method == "fisher":
+            parts = [_label_batch(xb, yb, weights, net.spec)]
+        else:
+            parts = [_label_batch(xb, _draw_labels(xb, weights, net.spec,
+                                                   tf.constant([seed, number * 2**20 + draw], tf.int64)),
+                                  weights, net.spec)
+                     for draw in range(samples)]
+        for part in parts:
+            for i, p in enumerate(part):
+                totals[i] += p.numpy()
+    scale = len(x) * (samples if method == "mc" else 1)
+    return [(t / scale).astype(np.float32) for t in totals]
+
+
+def full_hessian(model: keras.Model, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The whole Hessian of the mean loss by brute force (nested tapes), for tiny conv nets only.
+
+    Parameters are flattened in ``model.trainable_weights`` order, each tensor
+    in C order; at most 5000 parameters. Used to check ``hessian_diagonal``.
+    """
+    net = conv_net(model)
+    x, y = network.check_xy(x, y, net.input_width, net.n_classes)
+    n_params = sum(int(np.prod(v.shape)) for v in model.trainable_weights)
+    if n_params > MAX_FULL_HESSIAN_PARAMS:
+        raise ValueError(f"model has {n_params} parameters; full_hessian is for models of at most "
+                         f"{MAX_FULL_HESSIAN_PARAMS}")
+    weights = [tf.constant(w, tf.float64) for w in model.get_weights()]
+    x64, y_t = tf.constant(x, tf.float64), tf.constant(y)
+    with tf.GradientTape(persistent=True) as outer:
+        outer.watch(weights)
+        with tf.GradientTape() as inner:
+            inner.watch(weights)
+            _, _, logits = forward(x64, weights, net.spec)
+            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(y_t, logits))
+        grads = inner.gradient(loss, weights)
+        flat = tf.concat([tf.reshape(g, [-1]) for g in grads], axis=0)
+    blocks = [tf.reshape(outer.jacobian(flat, w, experimental_use_pfor=False), (n_params, -1))
+              for w in weights]
+    del outer
+    return tf.concat(blocks, axis=1).numpy()
+
+
+@tf.autograph.experimental.do_not_convert
+def forward(x: tf.Tensor, weights: Sequence[tf.Tensor], spec: tuple[tuple, ...]):
+    """Inputs and pre-activations of every parametric layer, and the logits.
+
+    ``weights`` is a flat list aligned with ``model.trainable_weights`` and
+    ``spec`` is ``conv_net(model).spec``; the logits equal ``model(x)``.
+    """
+    a, i = x, 0
+    inputs, pre = [], []
+    for item in spec:
+        kind = item[0]
+        if kind == "reshape":
+            a = tf.reshape(a, (-1, *item[1]))
+        elif kind == "flatten":
+            a = tf.reshape(a, (tf.shape(a)[0], -1))
+        elif kind == "maxpool":
+            a = tf.nn.max_pool2d(a, item[1], item[2], item[3])
+        else:
+            inputs.append(a)
+            if kind == "conv":
+                z = tf.nn.conv2d(a, weights[i], strides=item[1], padding=item[2])
+                activation, has_bias = item[3], item[4]
+            else:
+                z = tf.matmul(a, weights[i])
+                activation, has_bias = item[1], item[2]
+            i += 1
+            if has_bias:
+                z = z + weights[i]
+                i += 1
+            pre.append(z)
+            a = tf.nn.relu(z) if activation == "relu" else z
+    return inputs, pre, a
+
+
+@tf.autograph.experimental.do_not_convert
+def logits(x: tf.Tensor, weights: Sequence[tf.Tensor], spec: tuple[tuple, ...]) -> tf.Tensor:
+    """The network's logits for weights given as a flat list (see ``forward``)."""
+    return forward(x, weights, spec)[2]
+
+
+# --- internals -------------------------------------------------------------------------------
+
+def _activation(layer) -> str:
+    act = keras.activations.serialize(layer.activation)
+    return act if isinstance(act, str) else act.get("config", {}).get("name", str(act))
+
+
+def _check_conv(layer: keras.layers.Conv2D) -> None:
+    if layer.data_format != "channels_last":
+        raise NotImplementedError(f"model: layer {layer.name!r} must be channels_last")
+    if tuple(layer.dilation_rate) != (1, 1) or layer.groups != 1:
+        raise NotImplementedError(f"model: layer {layer.name!r} must have no dilation and one group")
+
+
+def _square_sums(inputs, deltas, spec):
+    """Sum over samples of squared per-sample gradients, per parametric layer."""
+    out = []
+    layers = [s for s in spec if s[0] in ("conv", "dense")]
+    for a, d, item in zip(inputs, deltas, layers):
+        if item[0] == "dense":
+            out.append(tf.matmul(tf.square(a), tf.square(d), transpose_a=True))
+            bias_grad, has_bias = d, item[2]
+        else:
+            kh, kw = item[5]
+            patches = tf.image.extract_patches(a, sizes=[1, kh, kw, 1],
+                                               strides=[1, *item[1], 1], rates=[1, 1, 1, 1],
+                                               padding=item[2])
+            per_sample = tf.einsum("nhwp,nhwc->npc", patches, d)
+            cin = a.shape[-1]
+            out.append(tf.reshape(tf.reduce_sum(tf.square(per_sample), axis=0),
+                                  (kh, kw, cin, d.shape[-1])))
+            bias_grad, has_bias = tf.reduce_sum(d, axis=[1, 2]), item[4]
+        if has_bias:
+            out.append(tf.reduce_sum(tf.square(bias_grad), axis=0))
+    return out
+
+
+@tf.function(reduce_retracing=True)
+def _exact_batch(x, weights, spec):
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(weights)
+        inputs, pre, out = forward(x, weights, spec)
+    p = tf.nn.softmax(out)
+    sqrt_p = tf.sqrt(p)
+    n_classes = out.shape[-1]
+    totals = None
+    for c in range(n_classes):
+        column = sqrt_p[:, c:c + 1] * (tf.one_hot(c, n_classes)[None] - p)  # B[:, c] per sample
+        deltas = tape.gradient(out, pre, output_gradients=column)
+        parts = _square_sums(inputs, deltas, spec)
+        totals = parts if totals is None else [t + q for t, q in zip(totals, parts)]
+    del tape
+    return totals
+
+
+@tf.function(reduce_retracing=True)
+def _draw_labels(x, weights, spec, seed):
+    """One label per sample, drawn from the model's softmax (stateless: ``seed`` fixes it)."""
+    out = logits(x, weights, spec)
+    return tf.random.stateless_categorical(out, 1, seed=seed, dtype=tf.int32)[:, 0]
+
+
+@tf.function(reduce_retracing=True)
+def _label_batch(x, labels, weights, spec):
+    """Sum over samples of squared per-sample gradients of the loss at ``labels``."""
+    with tf.GradientTape() as tape:
+        tape.watch(weights)
+        inputs, pre, out = forward(x, weights, spec)
+    delta = tf.nn.softmax(out) - tf.one_hot(labels, out.shape[-1])
+    deltas = tape.gradient(out, pre, output_gradients=delta)
+    return _square_sums(inputs, deltas, spec)
