@@ -178,7 +178,7 @@ class TaylorTerms:
     - ``actual``: ``E(u + du) - E(u)``, measured.
 
     Derived: ``off_diagonal = full - diagonal``; ``off_diagonal_share =
-    off_diagonal / full``; ``obd_prediction = diagonal / 2``;
+    off_diagonal / full`` (NaN where ``full`` is 0); ``obd_prediction = diagonal / 2``;
     ``quadratic_prediction = gradient + full / 2``.
     """
 
@@ -193,7 +193,10 @@ class TaylorTerms:
 
     @property
     def off_diagonal_share(self) -> np.ndarray:
-        return self.off_diagonal / self.full
+        """``(full - diagonal) / full``; NaN where ``full`` is 0 (nothing to share)."""
+        out = np.full(self.full.shape, np.nan)
+        np.divide(self.off_diagonal, self.full, out=out, where=self.full != 0)
+        return out
 
     @property
     def obd_prediction(self) -> np.ndarray:

@@ -149,6 +149,9 @@ def test_taylor_terms_against_the_brute_force_hessian():
     assert np.allclose(terms.obd_prediction, terms.diagonal / 2)
     assert np.allclose(terms.quadratic_prediction, terms.gradient + terms.full / 2)
     assert np.allclose(terms.off_diagonal_share, (terms.full - terms.diagonal) / terms.full)
+    empty = observations.TaylorTerms(np.zeros(2), np.zeros(2), np.array([0.0, 2.0]), np.zeros(2))
+    with np.errstate(all="raise"):
+        assert np.isnan(empty.off_diagonal_share[0]) and empty.off_diagonal_share[1] == 1.0
     assert all(np.array_equal(a, b) for a, b in zip(weights, model.get_weights()))
 
 
