@@ -38,35 +38,39 @@ def test_train_model_and_post_models_validate_before_work(monkeypatch):
         init_scale.post_models("huge", seeds=[0], init_stddev=0.1, bias_init=0.1)
 
 
-def test_initial_scale_scales_the_same_draw_and_restores_the_builder():
-    original = models.mlp
+def test_train_model_sets_the_config_fields(monkeypatch):
+    seen = []
+    monkeypatch.setattr(training, "train_model", lambda config: seen.append(config) or config)
+    config = training.TrainConfig(seed=2, learning_rate=1e-5)
+    out = init_scale.train_model(config, 0.1, 0.25)
+    assert (out.init_stddev, out.bias_init) == (0.1, 0.25)
+    assert out.seed == 2 and out.learning_rate == 1e-5
+    assert config.init_stddev == 0.02, "the caller's config is not modified"
+    configs = init_scale.post_models("dropout_lr1e-5", (0, 1), *init_scale.HELPER_0_1)
+    assert [(c.seed, c.dropout, c.init_stddev, c.bias_init) for c in configs] == [
+        (0, 0.2, 0.1, 0.1), (1, 0.2, 0.1, 0.1)]
+
+
+def test_same_draw_scaled():
     seeding.set_seed(3)
     stated = models.mlp(SIZES).get_weights()
+    config = training.TrainConfig(layer_sizes=SIZES, steps=1, seed=3)
     seeding.set_seed(3)
-    with init_scale.initial_scale(0.1, 0.25):
-        assert models.mlp is not original
-        scaled = models.mlp(SIZES).get_weights()
-    assert models.mlp is original
+    scaled = models.mlp(SIZES, init_stddev=0.1, bias_init=0.25).get_weights()
     for a, b in zip(stated, scaled):
         if a.ndim == 2:
             np.testing.assert_allclose(b, 5.0 * a, rtol=1e-5, atol=1e-8)
         else:
             np.testing.assert_array_equal(b, np.full_like(a, 0.25))
-    with pytest.raises(RuntimeError):
-        with init_scale.initial_scale(0.1, 0.0):
-            raise RuntimeError("boom")
-    assert models.mlp is original
+    assert config.init_stddev == init_scale.POST_STATED[0]
 
 
-def test_default_scale_is_the_shared_training(monkeypatch):
-    sentinel = object()
-    monkeypatch.setattr(training, "train_model", lambda config: sentinel)
-    assert init_scale.train_model(training.TrainConfig()) is sentinel
+def test_post_stated_flags():
     assert init_scale.is_post_stated(*init_scale.POST_STATED)
     assert not init_scale.is_post_stated(*init_scale.HELPER_0_1)
 
 
-def test_trains_from_the_requested_scale_and_caches(monkeypatch, isolated_cache):
+def test_trains_from_the_requested_scale_and_caches(isolated_cache):
     config = training.TrainConfig(layer_sizes=SIZES, steps=3, log_every=1, seed=0)
     trained = init_scale.train_model(config, 0.1, 0.1)
     weights = trained.model.get_weights()
@@ -76,11 +80,8 @@ def test_trains_from_the_requested_scale_and_caches(monkeypatch, isolated_cache)
     assert np.all(np.abs(biases - 0.1) < 4 * config.learning_rate)
     assert 0.07 < kernels.std() < 0.1  # truncated normal, stddev 0.1, shrinks to ~0.088
     assert list(trained.history["step"]) == [1, 2, 3]
-    assert models.mlp.__name__ == "mlp"
 
-    def no_training(*args, **kwargs):
-        raise AssertionError("a cached model must not be retrained")
-    monkeypatch.setattr(training, "train_model", no_training)
     again = init_scale.train_model(config, 0.1, 0.1)
     for a, b in zip(weights, again.model.get_weights()):
         np.testing.assert_array_equal(a, b)
+    assert len(list((isolated_cache / "model").glob("*.npz"))) == 1, "one shared cache entry"

@@ -20,7 +20,8 @@ def _fake_setup(monkeypatch, isolated_cache):
     def fake_train(config, **_ignored):
         calls.append(config)
         seeding.set_seed(config.seed + (100 if config.dropout else 0))
-        model = models.mlp(config.layer_sizes, dropout=config.dropout, init_stddev=0.3)
+        model = models.mlp(config.layer_sizes, dropout=config.dropout,
+                           init_stddev=15 * config.init_stddev, bias_init=config.bias_init)
         return training.TrainedModel(model, config, {})
 
     def small_config(variant="plain", seed=0):
