@@ -255,6 +255,63 @@ def single_deletions(model: keras.Model, x: np.ndarray, y: np.ndarray, index: Se
                            saliency=0.5 * h[index] * u[index] ** 2, actual=sums / len(x))
 
 
+def dormant(model: keras.Model, x: np.ndarray) -> list[np.ndarray]:
+    """Parameters that cannot change the loss on ``x`` to any order of the expansion at ``u``.
+
+    A kernel weight from input i to hidden unit j is dormant when, on every
+    sample, its input is zero or unit j is off (pre-activation <= 0): an
+    always-black pixel, a hidden unit that never fires, or an input that is
+    only ever on when the unit is off. A weight into the logits is dormant
+    when its input is zero on every sample; a hidden bias when its unit is
+    off on every sample. Such parameters have ``g_k = 0`` and an all-zero
+    Hessian row, so ``s_k = 0``: OBD deletes them first, and only a ReLU
+    switching can make their deletion matter (chapters 1 and 2). Returns
+    boolean arrays aligned with ``model.trainable_weights``.
+    """
+    chain = network.dense_chain(model)
+    x = network.check_x(x, chain.input_width)
+    weights = chain.weights()
+    augmented = _augmented(weights, chain.layout)
+    inputs, pre = _cached_forward(tf.constant(x), augmented)
+    out = []
+    n_layers = len(chain.layout)
+    for ell, has_bias in enumerate(chain.layout):
+        source = (inputs[ell].numpy()[:, :-1] != 0).astype(np.float64)
+        if ell < n_layers - 1:
+            on = (pre[ell].numpy() > 0).astype(np.float64)
+        else:
+            on = np.ones(pre[ell].shape, np.float64)  # logits are never switched off
+        together = source.T @ on  # samples on which input i and unit j are both active
+        out.append(together == 0)
+        if has_bias:
+            out.append(on.sum(axis=0) == 0)
+    return out
+
+
+def format_terms(labels: Sequence[str], expansions: Sequence[Expansion]) -> str:
+    """A plain-text table of the terms of several expansions, one row per label (chapters 1, 2).
+
+    Columns: first-order, diagonal (the OBD prediction for a deletion), cross,
+    remainder and the actual change, in scientific notation.
+    """
+    if isinstance(labels, (str, bytes)) or not isinstance(labels, Sequence):
+        raise TypeError("labels must be a sequence of strings")
+    if not isinstance(expansions, Sequence) or \
+            not all(isinstance(e, Expansion) for e in expansions):
+        raise TypeError("expansions must be a sequence of Expansion")
+    if len(labels) != len(expansions):
+        raise ValueError(f"labels and expansions must have the same length, got {len(labels)} "
+                         f"and {len(expansions)}")
+    names = ("first_order", "diagonal", "cross", "remainder", "actual")
+    heads = ("g.du", "diagonal", "cross", "remainder", "actual dE")
+    width = max([len(str(label)) for label in labels] + [8])
+    lines = [f"{'':<{width}}" + "".join(f"{h:>12}" for h in heads)]
+    for label, e in zip(labels, expansions):
+        values = e.as_dict()
+        lines.append(f"{str(label):<{width}}" + "".join(f"{values[n]:>12.3e}" for n in names))
+    return "\n".join(lines)
+
+
 # --- internals -------------------------------------------------------------------------------
 
 def _check_like(weights: list[np.ndarray], arrays: object, name: str) -> list[np.ndarray]:

@@ -220,3 +220,44 @@ def test_arguments_are_checked_before_work():
         taylor.expand_with_hessian(np.eye(3), np.zeros(3), np.zeros(4), 0.0)
     with pytest.raises(TypeError, match="actual"):
         taylor.expand_with_hessian(np.eye(3), np.zeros(3), np.zeros(3), "0")
+
+
+def test_format_terms_lists_every_term():
+    e = taylor.Expansion(first_order=1e-3, diagonal=2e-4, cross=-5e-5, actual=1.5e-3)
+    text = taylor.format_terms(["set A"], [e])
+    header, row = text.splitlines()
+    assert header.split() == ["g.du", "diagonal", "cross", "remainder", "actual", "dE"]
+    assert row.split() == ["set", "A", "1.000e-03", "2.000e-04", "-5.000e-05", "3.500e-04", "1.500e-03"]
+    with pytest.raises(ValueError, match="same length"):
+        taylor.format_terms(["a", "b"], [e])
+    with pytest.raises(TypeError, match="expansions"):
+        taylor.format_terms(["a"], [1.0])
+
+
+def test_dormant_parameters_have_no_gradient_no_curvature_and_no_effect():
+    sizes = (6, 5, 4, 3)
+    model = biased_mlp(sizes, seed=2)
+    weights = model.get_weights()
+    weights[1][2] = -50.0  # hidden unit 2 of layer 1 is off on every sample
+    model.set_weights(weights)
+    weights[0][0, 1] = 0.0  # unit 1 of layer 1 does not depend on pixel 0 ...
+    model.set_weights(weights)
+    x, y = small_data(sizes)
+    x[:, 4] = 0.0  # an always-black pixel
+    z1 = x @ weights[0] + weights[1]
+    x[z1[:, 1] > 0, 0] = 0.0  # ... and pixel 0 is only ever on when unit 1 is off
+    assert np.any(x[:, 0] != 0) and np.any(z1[:, 1] > 0)
+    mask = taylor.dormant(model, x)
+    assert mask[0][0, 1] and not mask[0][0, 0]
+    assert [m.shape for m in mask] == [w.shape for w in weights]
+    assert np.all(mask[0][4, :]) and np.all(mask[0][:, 2]) and mask[1][2]
+    assert np.all(mask[2][2, :])  # the weights leaving the dead unit
+    assert not mask[4].any() and not mask[5].any()  # the logit layer's units are never "off"
+    flat = hessian.flatten(mask)
+    H = hessian.full_hessian(model, x, y)
+    g = hessian.flatten(hessian.gradient(model, x, y))
+    assert np.all(H[flat] == 0) and np.all(g[flat] == 0)
+    single = taylor.single_deletions(model, x, y, np.flatnonzero(flat))
+    assert np.all(single.saliency == 0) and np.all(single.first_order == 0)
+    with pytest.raises(ValueError, match="x"):
+        taylor.dormant(model, x[:, :3])
