@@ -280,7 +280,7 @@ def magnitude_as_ran(model: keras.Model, fractions: Sequence[float], x_test: np.
 def obd_as_ran(model: keras.Model, fractions: Sequence[float], scope: str, x_pool: np.ndarray,
                y_pool: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, *, batch_size: int = 64,
                seed: int = 0, carry_over: bool = True, arithmetic: str = "tf0",
-               packing: str = "weights_first") -> tuple[np.ndarray, np.ndarray]:
+               packing: str = "weights_first", trace: bool = False):
     """The post's OBD loop: ``(accuracies, tied)`` at each fraction.
 
     Each step draws ``batch_size`` images from the pool (generator ``seed``),
@@ -291,6 +291,10 @@ def obd_as_ran(model: keras.Model, fractions: Sequence[float], scope: str, x_poo
     (same batch) selects; the rest stay zero if ``carry_over`` (the scripts'
     faulty restore). ``tied[i]`` says whether step ``i`` ranked an all-NaN
     vector, i.e. pruned in index order. The model is left unchanged.
+
+    With ``trace=True`` a dict is returned instead, adding per step
+    ``restore_tied`` (the restore pass ranked NaN) and ``carried`` (how many
+    parameters stay zero into the next step).
     """
     chain = network.dense_chain(model)
     scope = pruning.check_scope(scope)
@@ -305,6 +309,8 @@ def obd_as_ran(model: keras.Model, fractions: Sequence[float], scope: str, x_poo
     if arithmetic not in ARITHMETICS:
         raise ValueError(f"arithmetic must be one of {ARITHMETICS}, got {arithmetic!r}")
     packing = _check_packing(packing)
+    if not isinstance(trace, bool):
+        raise TypeError(f"trace must be a bool, got {trace!r}")
 
     def row_sums(xb, yb):
         if arithmetic == "tf0":
@@ -314,7 +320,7 @@ def obd_as_ran(model: keras.Model, fractions: Sequence[float], scope: str, x_poo
     rng = np.random.default_rng(seed)
     original = chain.weights()
     current = [w.copy() for w in original]
-    accuracies, tied = [], []
+    accuracies, tied, restore_tied, carried = [], [], [], []
     try:
         for fraction in fractions:
             batch = rng.choice(len(x_pool), size=batch_size, replace=False)
@@ -327,10 +333,18 @@ def obd_as_ran(model: keras.Model, fractions: Sequence[float], scope: str, x_poo
             model.set_weights(pruned)
             accuracies.append(metrics.accuracy(model, x_test, y_test))
             if carry_over:
-                again = tf0_masks(row_sums(xb, yb), fraction, scope, packing)
+                again_scores = row_sums(xb, yb)
+                restore_tied.append(bool(any(np.isnan(s).any() for s in again_scores)))
+                again = tf0_masks(again_scores, fraction, scope, packing)
                 current = [np.where(m == 0, w0, w) for w0, w, m in zip(original, pruned, again)]
+            else:
+                restore_tied.append(False)
+            carried.append(int(sum(np.sum((w == 0) & (w0 != 0)) for w, w0 in zip(current, original))))
     finally:
         model.set_weights(original)
+    if trace:
+        return {"accuracy": np.array(accuracies), "tied": np.array(tied),
+                "restore_tied": np.array(restore_tied), "carried": np.array(carried)}
     return np.array(accuracies), np.array(tied)
 
 

@@ -132,6 +132,10 @@ def test_obd_as_ran_on_saturated_pool_is_index_order():
                                       batch_size=8)
     assert tied.all()
     assert np.allclose(acc, asran_runs.index_order_sweep(model, fractions, x_test, y_test))
+    traced = asran_runs.obd_as_ran(model, fractions, "global", x_pool, y_pool, x_test, y_test,
+                                   batch_size=8, trace=True)
+    assert np.array_equal(traced["accuracy"], acc) and traced["restore_tied"][0]
+    assert traced["carried"][0] == 0  # NaN both times: the same indices come back
     assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
 
 
@@ -142,6 +146,9 @@ def test_obd_as_ran_exact_without_carry_over_is_one_shot():
     acc, tied = asran_runs.obd_as_ran(model, [0.2], "layer", x_pool, y_pool, x_test, y_test,
                                       batch_size=64, carry_over=False, arithmetic="exact")
     assert not tied.any()
+    traced = asran_runs.obd_as_ran(model, [0.2, 0.4], "layer", x_pool, y_pool, x_test, y_test,
+                                   batch_size=16, trace=True)
+    assert traced["carried"][0] >= 0 and traced["carried"].dtype.kind == "i"
     scores = hessian.hessian_row_sums(model, x_pool, y_pool, scope="layer")
     with pruning.pruned(model, asran_runs.tf0_masks(scores, 0.2, "layer")):
         assert acc[0] == pytest.approx(metrics.accuracy(model, x_test, y_test))
