@@ -1,10 +1,37 @@
 """Helpers shared by every chapter of *Optimal Brain Damage, rerun*.
 
 Import the modules you need, e.g. ``from helpers import hessian, pruning``.
-Importing the package only quiets TensorFlow's C++ start-up log; it loads no
-module eagerly.
+Importing the package loads TensorFlow once with its C++ start-up log (oneDNN
+and CPU-feature notices that no environment variable silences in TF 2.21)
+sent to /dev/null, so that notebook outputs hold only what the chapter prints.
+Import ``helpers`` before ``tensorflow`` or ``keras`` to benefit.
 """
 
+import contextlib as _contextlib
 import os as _os
+import sys as _sys
 
 _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@_contextlib.contextmanager
+def _c_stderr_to_devnull():
+    """Send file descriptor 2 (where C++ logs go) to /dev/null for the block."""
+    _sys.stderr.flush()
+    saved = _os.dup(2)
+    devnull = _os.open(_os.devnull, _os.O_WRONLY)
+    try:
+        _os.dup2(devnull, 2)
+        yield
+    finally:
+        _sys.stderr.flush()
+        _os.dup2(saved, 2)
+        _os.close(devnull)
+        _os.close(saved)
+
+
+if "tensorflow" not in _sys.modules:
+    with _c_stderr_to_devnull():
+        import tensorflow as _tf
+
+        _tf.constant(1.0) + 1.0  # the first op loads the kernels, which log again
