@@ -41,6 +41,7 @@ import tensorflow as tf
 from helpers import network
 
 METHODS = ("exact", "mc", "fisher")
+_DRAWS_PER_CALL = 10  # Monte-Carlo draws backpropagated per compiled call (one forward pass)
 MAX_FULL_HESSIAN_PARAMS = 5000
 
 
@@ -136,7 +137,7 @@ def hessian_diagonal(model: keras.Model, x: np.ndarray, y: np.ndarray, method: s
     diagonal for ReLU/max-pool networks (ten backward passes per batch).
     ``method="mc"``: the Monte-Carlo Gauss-Newton estimate with ``samples``
     labels drawn per image from the model's softmax (``seed`` fixes the draws;
-    ``samples`` backward passes per batch). ``method="fisher"``: the empirical
+    ``samples`` backward passes per batch, one forward pass per ten draws). ``method="fisher"``: the empirical
     Fisher diagonal (true labels). Arrays are aligned with
     ``model.trainable_weights``. Chapter "A convolutional network".
     """
@@ -163,10 +164,10 @@ def hessian_diagonal(model: keras.Model, x: np.ndarray, y: np.ndarray, method: s
         elif method == "fisher":
             parts = [_label_batch(xb, yb, weights, net.spec)]
         else:
-            parts = [_label_batch(xb, _draw_labels(xb, weights, net.spec,
-                                                   tf.constant([seed, number * 2**20 + draw], tf.int64)),
-                                  weights, net.spec)
-                     for draw in range(samples)]
+            parts = [_mc_batch(xb, weights, net.spec,
+                               tf.constant([seed, number * 2**20 + chunk], tf.int64),
+                               min(_DRAWS_PER_CALL, samples - chunk))
+                     for chunk in range(0, samples, _DRAWS_PER_CALL)]
         for part in parts:
             for i, p in enumerate(part):
                 totals[i] += p.numpy()
@@ -186,20 +187,9 @@ def full_hessian(model: keras.Model, x: np.ndarray, y: np.ndarray) -> np.ndarray
     if n_params > MAX_FULL_HESSIAN_PARAMS:
         raise ValueError(f"model has {n_params} parameters; full_hessian is for models of at most "
                          f"{MAX_FULL_HESSIAN_PARAMS}")
-    weights = [tf.constant(w, tf.float64) for w in model.get_weights()]
-    x64, y_t = tf.constant(x, tf.float64), tf.constant(y)
-    with tf.GradientTape(persistent=True) as outer:
-        outer.watch(weights)
-        with tf.GradientTape() as inner:
-            inner.watch(weights)
-            _, _, logits = forward(x64, weights, net.spec)
-            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(y_t, logits))
-        grads = inner.gradient(loss, weights)
-        flat = tf.concat([tf.reshape(g, [-1]) for g in grads], axis=0)
-    blocks = [tf.reshape(outer.jacobian(flat, w, experimental_use_pfor=False), (n_params, -1))
-              for w in weights]
-    del outer
-    return tf.concat(blocks, axis=1).numpy()
+    weights = tuple(tf.constant(w, tf.float64) for w in model.get_weights())
+    return _full_hessian_graph(tf.constant(x, tf.float64), tf.constant(y), weights,
+                               net.spec).numpy()
 
 
 @tf.autograph.experimental.do_not_convert
@@ -243,6 +233,23 @@ def logits(x: tf.Tensor, weights: Sequence[tf.Tensor], spec: tuple[tuple, ...]) 
 
 
 # --- internals -------------------------------------------------------------------------------
+
+@tf.function(reduce_retracing=True)
+def _full_hessian_graph(x, y, weights, spec):
+    """Nested tapes in one graph: the Jacobian of the flat gradient, block by block."""
+    n_params = sum(int(np.prod(w.shape)) for w in weights)
+    with tf.GradientTape(persistent=True) as outer:
+        outer.watch(weights)
+        with tf.GradientTape() as inner:
+            inner.watch(weights)
+            out = logits(x, weights, spec)
+            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(y, out))
+        grads = inner.gradient(loss, weights)
+        flat = tf.concat([tf.reshape(g, [-1]) for g in grads], axis=0)
+    blocks = [tf.reshape(outer.jacobian(flat, w, experimental_use_pfor=False), (n_params, -1))
+              for w in weights]
+    return tf.concat(blocks, axis=1)
+
 
 def _activation(layer) -> str:
     act = keras.activations.serialize(layer.activation)
@@ -298,10 +305,20 @@ def _exact_batch(x, weights, spec):
 
 
 @tf.function(reduce_retracing=True)
-def _draw_labels(x, weights, spec, seed):
-    """One label per sample, drawn from the model's softmax (stateless: ``seed`` fixes it)."""
-    out = logits(x, weights, spec)
-    return tf.random.stateless_categorical(out, 1, seed=seed, dtype=tf.int32)[:, 0]
+def _mc_batch(x, weights, spec, seed, draws):
+    """Sum over ``draws`` label draws from the softmax, and over samples, of squared gradients."""
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(weights)
+        inputs, pre, out = forward(x, weights, spec)
+    p = tf.nn.softmax(out)
+    labels = tf.random.stateless_categorical(out, draws, seed=seed, dtype=tf.int32)
+    totals = None
+    for j in range(draws):
+        delta = p - tf.one_hot(labels[:, j], out.shape[-1])
+        parts = _square_sums(inputs, tape.gradient(out, pre, output_gradients=delta), spec)
+        totals = parts if totals is None else [t + q for t, q in zip(totals, parts)]
+    del tape
+    return totals
 
 
 @tf.function(reduce_retracing=True)
