@@ -238,19 +238,19 @@ def single_deletions(model: keras.Model, x: np.ndarray, y: np.ndarray, index: Se
             rows[sel], cols[sel] = np.unravel_index(offset[sel], shape)
 
     augmented = _augmented(weights, chain.layout)
+    per_layer = [np.flatnonzero(layer == ell) for ell in range(len(augmented))]
+    rows_t = tuple(tf.constant(rows[sel], tf.int64) for sel in per_layer)
+    cols_t = tuple(tf.constant(cols[sel], tf.int32) for sel in per_layer)
+    values_t = tuple(tf.constant(u[index[sel]], tf.float64) for sel in per_layer)
     sums = np.zeros(index.size)
     for start in range(0, len(x), batch_size):
         xb = tf.constant(x[start:start + batch_size])
         yb = tf.constant(y[start:start + batch_size])
         inputs, pre = _cached_forward(xb, augmented)
-        base = _cross_entropy(pre[-1], yb)
-        for ell in np.unique(layer):
-            sel = np.flatnonzero(layer == ell)
-            changes = _single_layer_deletions(
-                inputs[ell], pre[ell], yb, base, augmented[ell + 1:],
-                tf.constant(rows[sel]), tf.constant(cols[sel]),
-                tf.constant(u[index[sel]]))
-            sums[sel] += changes.numpy()
+        changes = _single_deletion_sums(tuple(inputs), tuple(pre), yb, tuple(augmented),
+                                        rows_t, cols_t, values_t)
+        for sel, change in zip(per_layer, changes):
+            sums[sel] += change.numpy()
     return SingleDeletions(index=index.copy(), tensor=tensor, first_order=-g[index] * u[index],
                            saliency=0.5 * h[index] * u[index] ** 2, actual=sums / len(x))
 
@@ -276,11 +276,12 @@ def dormant(model: keras.Model, x: np.ndarray) -> list[np.ndarray]:
     out = []
     n_layers = len(chain.layout)
     for ell, has_bias in enumerate(chain.layout):
-        source = (inputs[ell].numpy()[:, :-1] != 0).astype(np.float64)
+        # 0/1 indicators; float32 counts are exact up to 2**24 samples.
+        source = (inputs[ell].numpy()[:, :-1] != 0).astype(np.float32)
         if ell < n_layers - 1:
-            on = (pre[ell].numpy() > 0).astype(np.float64)
+            on = (pre[ell].numpy() > 0).astype(np.float32)
         else:
-            on = np.ones(pre[ell].shape, np.float64)  # logits are never switched off
+            on = np.ones(pre[ell].shape, np.float32)  # logits are never switched off
         together = source.T @ on  # samples on which input i and unit j are both active
         out.append(together == 0)
         if has_bias:
@@ -411,21 +412,34 @@ def _forward_from(z, above):
 
 
 @tf.function(reduce_retracing=True)
-def _single_layer_deletions(inputs, pre, y, base, above, rows, cols, values):
-    """Sum over the batch of the loss change for each single deletion in one layer."""
-    n_out = tf.shape(pre)[1]
+def _single_deletion_sums(inputs, pre, y, augmented, rows, cols, values):
+    """Per layer: the sum over the batch of the loss change of each single deletion in it.
 
-    def one(args):
-        row, col, value = args
-        source = tf.gather(inputs, row, axis=1)
-        # Only samples whose input to this weight is non-zero feel its deletion.
-        touched = tf.where(source != 0)[:, 0]
-        shift = -tf.gather(source, touched) * value
-        z = tf.gather(pre, touched) + shift[:, None] * tf.one_hot(col, n_out, dtype=tf.float64)[None, :]
-        logits = _forward_from(z, above) if above else z
-        return tf.reduce_sum(_cross_entropy(logits, tf.gather(y, touched)) - tf.gather(base, touched))
+    ``rows``, ``cols`` and ``values`` hold one (possibly empty) vector per
+    layer; one graph covers all layers, so a network is traced once per
+    batch shape.
+    """
+    base = _cross_entropy(pre[-1], y)
+    out = []
+    for ell in range(len(augmented)):
+        above = augmented[ell + 1:]
+        n_out = tf.shape(pre[ell])[1]
 
-    return tf.map_fn(one, (rows, cols, values), fn_output_signature=tf.float64)
+        def one(args, ell=ell, above=above, n_out=n_out):
+            row, col, value = args
+            source = tf.gather(inputs[ell], row, axis=1)
+            # Only samples whose input to this weight is non-zero feel its deletion.
+            touched = tf.where(source != 0)[:, 0]
+            shift = -tf.gather(source, touched) * value
+            z = tf.gather(pre[ell], touched) \
+                + shift[:, None] * tf.one_hot(col, n_out, dtype=tf.float64)[None, :]
+            logits = _forward_from(z, above) if above else z
+            return tf.reduce_sum(_cross_entropy(logits, tf.gather(y, touched))
+                                 - tf.gather(base, touched))
+
+        out.append(tf.map_fn(one, (rows[ell], cols[ell], values[ell]),
+                             fn_output_signature=tf.float64))
+    return out
 
 
 @tf.function(reduce_retracing=True)
