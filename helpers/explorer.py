@@ -1,0 +1,255 @@
+"""An interactive pruning explorer for the post's MLPs (chapter "Explore it yourself").
+
+Two layers, kept apart so that tests can drive the explorer without a browser:
+
+- ``view(network, method, scope, fraction, seed=0)`` is a pure callback: it
+  prunes one of the book's trained networks and returns a dict with the test
+  accuracy, the share of each weight tensor pruned, the masks, the whole
+  accuracy-against-sparsity curve of that setting, and a matplotlib
+  ``Figure`` showing the curve, the per-tensor sparsity and the first
+  layer's masks as 28x28 images.
+- ``build(...)`` wires ``view`` to ipywidgets controls (network, seed,
+  saliency, scope, and a sparsity slider) and returns the widget box; every
+  change of a control calls the box's ``refresh`` handler, which redraws the
+  figure (a PNG in an ``Image`` widget) and the text summary.
+
+Nothing heavy happens at import. Networks come from the shared model cache
+(``experiments.post_models``); saliencies are computed on first use and kept
+in memory per (network, seed, method, scope), and so are the curves.
+Second derivatives are averaged over a fixed subset: the first
+``N_SCORE = 10,000`` images of the post's 55,000-image training split.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+from collections.abc import Sequence
+
+import keras
+import numpy as np
+from matplotlib.figure import Figure
+
+from helpers import data, experiments, plotting, pruning, saliency
+
+#: Network variants of chapter "Training the two networks", with their labels.
+NETWORKS: dict[str, str] = {
+    "plain": "no dropout (lr 1e-4)",
+    "dropout": "dropout 0.2 (lr 1e-4)",
+    "dropout_lr1e-5": "dropout 0.2 (lr 1e-5, as the post ran it)",
+}
+#: Saliencies offered, with their labels (as in the book's figures).
+METHODS: dict[str, str] = {m: plotting.METHOD_NAMES[m] for m in saliency.METHODS}
+SCOPES: dict[str, str] = {"layer": "layer-wise", "global": "all layers"}
+#: Second derivatives use the first N_SCORE images of the post's training split.
+N_SCORE = 10_000
+#: The levels of the accuracy-against-sparsity curve drawn beside the current setting.
+CURVE_FRACTIONS = np.round(np.linspace(0.0, 1.0, 101), 2)
+#: Highest value of the sparsity slider.
+MAX_FRACTION = 0.99
+
+_networks: dict[tuple[str, int], keras.Model] = {}
+_scores: dict[tuple[str, int, str, str], list[np.ndarray]] = {}
+_curves: dict[tuple[str, int, str, str], np.ndarray] = {}
+_data: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+
+def view(network: str, method: str, scope: str, fraction: float, seed: int = 0) -> dict:
+    """Prune ``network`` (trained with ``seed``) by ``method`` in ``scope`` and describe the result.
+
+    Returns a dict with ``accuracy`` (on the 10,000 test images), ``sparsity``
+    (tensor name -> fraction of it pruned), ``overall_sparsity``, ``masks``
+    (aligned with ``model.trainable_weights``), ``curve`` (fractions,
+    accuracies of this network, method and scope) and ``figure`` (a
+    matplotlib ``Figure``, not attached to pyplot). The model is left as it was.
+    """
+    network, method, scope, fraction, seed = _check(network, method, scope, fraction, seed)
+    model = _network(network, seed)
+    scores = _saliency(network, seed, method, scope)
+    x_test, y_test = _test_data()
+    masks = pruning.prune_masks(scores, fraction, scope)
+    accuracy = float(pruning.sweep(model, scores, [fraction], x_test, y_test, scope)[0])
+    names = tensor_names(model)
+    per_tensor = pruning.sparsity(masks)
+    overall = 1.0 - sum(float(m.sum()) for m in masks) / sum(m.size for m in masks)
+    curve = _curve(network, seed, method, scope)
+    result = {
+        "network": network, "seed": seed, "method": method, "scope": scope, "fraction": fraction,
+        "accuracy": accuracy,
+        "sparsity": dict(zip(names, (float(s) for s in per_tensor))),
+        "overall_sparsity": overall,
+        "masks": masks,
+        "curve": (CURVE_FRACTIONS.copy(), curve.copy()),
+    }
+    result["figure"] = _figure(result, names)
+    return result
+
+
+def build(network: str = "plain", method: str = "obd", scope: str = "global",
+          fraction: float = 0.5, seed: int = 0):
+    """The explorer as an ipywidgets ``VBox``: controls, a text summary and the figure.
+
+    The box carries ``controls`` (dict of the five control widgets: network,
+    seed, method, scope, fraction), ``summary`` (HTML widget), ``image``
+    (Image widget, PNG of ``view(...)["figure"]``), ``last`` (the latest
+    ``view`` result) and ``refresh`` (the handler every control observes).
+    """
+    import ipywidgets as widgets
+
+    network, method, scope, fraction, seed = _check(network, method, scope, fraction, seed)
+    controls = {
+        "network": widgets.Dropdown(options=[(label, key) for key, label in NETWORKS.items()],
+                                    value=network, description="network"),
+        "seed": widgets.Dropdown(options=list(experiments.SEEDS), value=seed,
+                                 description="seed"),
+        "method": widgets.Dropdown(options=[(label, key) for key, label in METHODS.items()],
+                                   value=method, description="saliency"),
+        "scope": widgets.ToggleButtons(options=[(label, key) for key, label in SCOPES.items()],
+                                       value=scope, description="scope"),
+        "fraction": widgets.FloatSlider(value=fraction, min=0.0, max=MAX_FRACTION, step=0.01,
+                                        description="pruned", readout_format=".0%",
+                                        continuous_update=False),
+    }
+    summary = widgets.HTML()
+    image = widgets.Image(format="png")
+    box = widgets.VBox([
+        widgets.HBox([controls["network"], controls["seed"]]),
+        widgets.HBox([controls["method"], controls["scope"]]),
+        controls["fraction"], summary, image,
+    ])
+
+    def refresh(change=None) -> None:
+        try:
+            result = view(controls["network"].value, controls["method"].value,
+                          controls["scope"].value, controls["fraction"].value,
+                          controls["seed"].value)
+        except Exception as error:  # show it in the widget instead of losing it in a log
+            summary.value = f"<b>error:</b> {html.escape(str(error))}"
+            return
+        image.value = figure_png(result["figure"])
+        summary.value = summary_html(result)
+        box.last = result
+
+    for control in controls.values():
+        control.observe(refresh, names="value")
+    box.controls, box.summary, box.image, box.refresh, box.last = (controls, summary, image,
+                                                                   refresh, None)
+    refresh()
+    return box
+
+
+def summary_html(result: dict) -> str:
+    """One line of text for a ``view`` result: setting, accuracy, and sparsity per tensor."""
+    parts = ", ".join(f"{name} {100 * s:.0f}%" for name, s in result["sparsity"].items())
+    return (f"<b>{html.escape(NETWORKS[result['network']])}, seed {result['seed']}</b>; "
+            f"{html.escape(METHODS[result['method']])}, {SCOPES[result['scope']]}, "
+            f"{100 * result['overall_sparsity']:.1f}% of parameters pruned: "
+            f"<b>test accuracy {result['accuracy']:.4f}</b><br>pruned per tensor: {parts}")
+
+
+def figure_png(figure: Figure, dpi: int = 80) -> bytes:
+    """The figure as PNG bytes (what the widget shows)."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=dpi)
+    return buffer.getvalue()
+
+
+def tensor_names(model: keras.Model) -> list[str]:
+    """``"<layer> kernel"`` / ``"<layer> bias"`` for every entry of ``model.trainable_weights``."""
+    names = []
+    for layer in model.layers:
+        for weight in layer.trainable_weights:
+            names.append(f"{layer.name} {weight.name}")
+    return names
+
+
+def clear() -> None:
+    """Forget the networks, saliencies and curves kept in memory."""
+    for store in (_networks, _scores, _curves, _data):
+        store.clear()
+
+
+# --- internals -------------------------------------------------------------------------------
+
+def _check(network, method, scope, fraction, seed):
+    if not isinstance(network, str) or network not in NETWORKS:
+        raise ValueError(f"network must be one of {tuple(NETWORKS)}, got {network!r}")
+    if not isinstance(method, str) or method not in METHODS:
+        raise ValueError(f"method must be one of {tuple(METHODS)}, got {method!r}")
+    if not isinstance(scope, str) or scope not in SCOPES:
+        raise ValueError(f"scope must be one of {tuple(SCOPES)}, got {scope!r}")
+    fraction = pruning.check_fraction(fraction, "fraction")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"seed must be an int, got {seed!r}")
+    if int(seed) not in experiments.SEEDS:
+        raise ValueError(f"seed must be one of {experiments.SEEDS}, got {seed!r}")
+    return network, method, scope, fraction, int(seed)
+
+
+def _load_network(network: str, seed: int) -> keras.Model:
+    """The trained network (from the shared cache; trains it if the cache is cold)."""
+    return experiments.post_models(network, seeds=[seed])[0].model
+
+
+def _network(network: str, seed: int) -> keras.Model:
+    if (network, seed) not in _networks:
+        _networks[(network, seed)] = _load_network(network, seed)
+    return _networks[(network, seed)]
+
+
+def _score_data() -> tuple[np.ndarray, np.ndarray]:
+    if "score" not in _data:
+        (x, y), _ = data.load_post_split()
+        _data["score"] = (x[:N_SCORE], y[:N_SCORE])
+    return _data["score"]
+
+
+def _test_data() -> tuple[np.ndarray, np.ndarray]:
+    if "test" not in _data:
+        _data["test"] = data.load_mnist()[1]
+    return _data["test"]
+
+
+def _saliency(network: str, seed: int, method: str, scope: str) -> list[np.ndarray]:
+    key = (network, seed, method, scope)
+    if key not in _scores:
+        x, y = _score_data()
+        # One batch of all N_SCORE images: each diagonal method then traces its graph once.
+        _scores[key] = saliency.saliency(_network(network, seed), method, x, y, scope=scope,
+                                         batch_size=N_SCORE)
+    return _scores[key]
+
+
+def _curve(network: str, seed: int, method: str, scope: str) -> np.ndarray:
+    key = (network, seed, method, scope)
+    if key not in _curves:
+        x_test, y_test = _test_data()
+        _curves[key] = pruning.sweep(_network(network, seed), _saliency(*key), CURVE_FRACTIONS,
+                                     x_test, y_test, scope)
+    return _curves[key]
+
+
+def _figure(result: dict, names: Sequence[str]) -> Figure:
+    figure = Figure(figsize=(9.0, 6.4), layout="constrained")
+    top, bottom = figure.subfigures(2, 1, height_ratios=[2.3, 1.0])
+    ax_curve, ax_bars = top.subplots(1, 2)
+    mask_axes = bottom.subplots(1, 10)
+    bottom.suptitle("input masks of the first ten hidden1 units (white: weight kept, black: pruned)",
+                    fontsize=9)
+    fractions, accuracies = result["curve"]
+    network, method, scope = result["network"], result["method"], result["scope"]
+    plotting.curve_with_band(ax_curve, fractions, accuracies, method, scope,
+                             f"{network} seed {result['seed']}")
+    ax_curve.plot([100 * result["fraction"]], [result["accuracy"]], "o", color="black",
+                  label=f"this setting: {result['accuracy']:.4f}")
+    plotting.accuracy_axes(ax_curve, "accuracy against sparsity")
+    plotting.layer_sparsity_bars(ax_bars, {plotting.SCOPE_NAMES[scope]: list(result["sparsity"].values())},
+                                 list(names))
+    ax_bars.set_ylim(0, 100)
+    ax_bars.set_title("share of each tensor pruned")
+    for tick in ax_bars.get_xticklabels():
+        tick.set(rotation=55, ha="right", rotation_mode="anchor")
+    plotting.first_layer_masks(mask_axes, result["masks"][0])
+    top.suptitle(f"{NETWORKS[network]}, seed {result['seed']}: {METHODS[method]}, "
+                 f"{SCOPES[scope]}, {100 * result['fraction']:.0f}% pruned", fontsize=10)
+    return figure
