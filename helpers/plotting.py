@@ -72,7 +72,8 @@ def curve_with_band(ax: plt.Axes, fractions: Sequence[float], accuracies: np.nda
     acc = np.atleast_2d(np.asarray(accuracies, float))
     x = 100 * np.asarray(fractions, float)
     colour = kwargs.pop("color", METHOD_COLOURS.get(method, None))
-    line, = ax.plot(x, acc.mean(axis=0), color=colour, linestyle=SCOPE_LINESTYLES.get(scope, "-"),
+    linestyle = kwargs.pop("linestyle", SCOPE_LINESTYLES.get(scope, "-"))
+    line, = ax.plot(x, acc.mean(axis=0), color=colour, linestyle=linestyle,
                     label=kwargs.pop("label", label(method, scope, model)) +
                     (f" ({acc.shape[0]} seeds)" if acc.shape[0] > 1 else ""), **kwargs)
     if acc.shape[0] > 1:
