@@ -138,13 +138,21 @@ def build(network: str = "plain", method: str = "obd", scope: str = "global",
     return box
 
 
-def summary_html(result: dict) -> str:
-    """One line of text for a ``view`` result: setting, accuracy, and sparsity per tensor."""
+def summary_text(result: dict) -> str:
+    """A plain-text summary of a ``view`` result: setting, accuracy, and sparsity per tensor."""
     parts = ", ".join(f"{name} {100 * s:.0f}%" for name, s in result["sparsity"].items())
-    return (f"<b>{html.escape(NETWORKS[result['network']])}, seed {result['seed']}</b>; "
-            f"{html.escape(METHODS[result['method']])}, {SCOPES[result['scope']]}, "
+    return (f"{NETWORKS[result['network']]}, seed {result['seed']}; "
+            f"{METHODS[result['method']]}, {SCOPES[result['scope']]}, "
             f"{100 * result['overall_sparsity']:.1f}% of parameters pruned: "
-            f"<b>test accuracy {result['accuracy']:.4f}</b><br>pruned per tensor: {parts}")
+            f"test accuracy {result['accuracy']:.4f}\npruned per tensor: {parts}")
+
+
+def summary_html(result: dict) -> str:
+    """``summary_text`` as HTML, with the setting and the accuracy in bold (the widget's text)."""
+    first, second = (html.escape(line) for line in summary_text(result).split("\n"))
+    setting, accuracy = first.rsplit(": ", 1)
+    network, rest = setting.split("; ", 1)
+    return f"<b>{network}</b>; {rest}: <b>{accuracy}</b><br>{second}"
 
 
 def figure_png(figure: Figure, dpi: int = 80) -> bytes:

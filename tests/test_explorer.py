@@ -118,6 +118,9 @@ def test_widget_updates_when_controls_change(small_networks):
     assert box.last["accuracy"] == explorer.view("plain", "magnitude", "global", 0.9)["accuracy"]
     assert box.image.value != first_image and box.summary.value != first_summary
     assert "90.0% of parameters pruned" in box.summary.value
+    assert box.summary.value == explorer.summary_html(box.last)
+    text = explorer.summary_text(box.last)
+    assert f"test accuracy {box.last['accuracy']:.4f}" in text and "<" not in text
 
     box.controls["method"].value = "obd"
     assert box.last["method"] == "obd" and "OBD (exact diagonal)" in box.summary.value
