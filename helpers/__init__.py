@@ -35,3 +35,9 @@ if "tensorflow" not in _sys.modules:
         import tensorflow as _tf
 
         _tf.constant(1.0) + 1.0  # the first op loads the kernels, which log again
+
+# TensorFlow's Python-side warnings are performance hints (e.g. "retracing") that
+# would land in chapter outputs; errors still show.
+import tensorflow as _tensorflow  # noqa: E402
+
+_tensorflow.get_logger().setLevel("ERROR")

@@ -17,6 +17,7 @@ about the cost of two gradient passes.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import keras
@@ -166,20 +167,24 @@ def _accumulate(step, x: np.ndarray, y: np.ndarray, batch_size: int, kernels, bi
     Batches are copied to TensorFlow one at a time: converting the whole
     training set at once costs more than the exact diagonal itself.
     """
-    totals = None
+    step_and_add = _step_and_add(step)
+    totals = [(tf.zeros_like(w), tf.zeros_like(b)) for w, b in zip(kernels, biases)]
     for start in range(0, len(x), batch_size):
         xb = tf.constant(x[start:start + batch_size])
         yb = tf.constant(y[start:start + batch_size])
-        totals = _step_and_add(step, totals, xb, yb, kernels, biases)
+        totals = step_and_add(totals, xb, yb, kernels, biases)
     return totals
 
 
-@tf.function(reduce_retracing=True)
-def _step_and_add(step, totals, x, y, kernels, biases):
-    parts = step(x, y, kernels, biases)
-    if totals is None:
-        return parts
-    return [(tw + pw, tb + pb) for (tw, tb), (pw, pb) in zip(totals, parts)]
+@functools.cache
+def _step_and_add(step):
+    """One compiled function per step kind, so methods and shapes do not retrace each other."""
+    @tf.function(reduce_retracing=True)
+    def run(totals, x, y, kernels, biases):
+        parts = step(x, y, kernels, biases)
+        return [(tw + pw, tb + pb) for (tw, tb), (pw, pb) in zip(totals, parts)]
+
+    return run
 
 
 def _forward(x, kernels, biases):
