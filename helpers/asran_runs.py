@@ -1,8 +1,9 @@
 """The post's five runs as its scripts ran them (chapter "As the code ran"; reused in "Side by side").
 
-``helpers.asran.published_obd_sweep`` replays the post's OBD loop with exact
-arithmetic. This module adds what is needed to reproduce the published
-curves themselves:
+``obd_as_ran`` replays the post's OBD loop (a fresh 64-image batch per step,
+row-sum ranking, the faulty restore), in exact arithmetic or as TensorFlow 0.x
+computed it. With it come what is needed to reproduce the published curves
+themselves:
 
 - **TensorFlow 0.x arithmetic** (``arithmetic="tf0"``). The post's loss was
   ``-sum(y * log(softmax(z)))`` in float32, differentiated twice. In 2016

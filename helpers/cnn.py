@@ -193,16 +193,7 @@ def sweep(model: keras.Model, scores: Sequence[np.ndarray], fractions: Sequence[
     """
     net = conv_hessian.conv_net(model)
     original = model.get_weights()
-    scores = pruning.check_scores(scores)
-    if [s.shape for s in scores] != [w.shape for w in original]:
-        raise ValueError("scores must have the shapes of model.trainable_weights, got "
-                         f"{[s.shape for s in scores]}")
-    if isinstance(fractions, (str, bytes)) or not isinstance(fractions, (Sequence, np.ndarray)):
-        raise TypeError(f"fractions must be a sequence of floats, got {fractions!r}")
-    if len(fractions) == 0:
-        raise ValueError("fractions is empty")
-    fractions = [pruning.check_fraction(f, "fractions") for f in fractions]
-    scope = pruning.check_scope(scope)
+    scores, fractions, scope = pruning.check_sweep(scores, original, fractions, scope)
     x, y = network.check_xy(x, y, net.input_width, net.n_classes)
     levels = [pruning.prune_masks(scores, f, scope) for f in fractions]
     stacked = tuple(tf.constant(np.stack([lv[i] for lv in levels])) for i in range(len(original)))

@@ -72,22 +72,27 @@ def sweep(model: keras.Model, scores: Sequence[np.ndarray], fractions: Sequence[
     """
     chain = network.dense_chain(model)
     weights = chain.weights()
-    scores = check_scores(scores)
-    if [s.shape for s in scores] != [w.shape for w in weights]:
-        raise ValueError("scores must have the shapes of model.trainable_weights, got "
-                         f"{[s.shape for s in scores]}")
-    if isinstance(fractions, (str, bytes)) or not isinstance(fractions, (Sequence, np.ndarray)):
-        raise TypeError(f"fractions must be a sequence of floats, got {fractions!r}")
-    if len(fractions) == 0:
-        raise ValueError("fractions is empty")
-    fractions = [check_fraction(f, "fractions") for f in fractions]
-    scope = check_scope(scope)
+    scores, fractions, scope = check_sweep(scores, weights, fractions, scope)
     x, y = network.check_xy(x, y, chain.input_width, chain.n_classes)
     ranks = _ranks(scores, scope)
     ks = np.asarray(_ks(scores, fractions, scope), np.int32)
     acc = _sweep_graph(tuple(tf.constant(w) for w in weights), tuple(tf.constant(r) for r in ranks),
                        tf.constant(ks), tf.constant(x), tf.constant(y), chain.layout)
     return acc.numpy().astype(np.float64)
+
+
+def check_sweep(scores: object, weights: Sequence[np.ndarray], fractions: object,
+                scope: object) -> tuple[list[np.ndarray], list[float], str]:
+    """Validate a sweep's scores (shaped like ``weights``), fractions and scope."""
+    scores = check_scores(scores)
+    if [s.shape for s in scores] != [np.shape(w) for w in weights]:
+        raise ValueError("scores must have the shapes of model.trainable_weights, got "
+                         f"{[s.shape for s in scores]}")
+    if isinstance(fractions, (str, bytes)) or not isinstance(fractions, (Sequence, np.ndarray)):
+        raise TypeError(f"fractions must be a sequence of floats, got {fractions!r}")
+    if len(fractions) == 0:
+        raise ValueError("fractions is empty")
+    return scores, [check_fraction(f, "fractions") for f in fractions], check_scope(scope)
 
 
 def check_fraction(fraction: object, name: str = "fraction") -> float:

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from conftest import small_data, small_mlp
-from helpers import asran, hessian, metrics, models, pruning, saliency, seeding
+from helpers import asran_runs, hessian, metrics, models, pruning, saliency, seeding
 
 
 @pytest.fixture
@@ -109,7 +109,7 @@ CALLS = {
     "sweep": lambda m, x, y: pruning.sweep(m, saliency.saliency(m, "magnitude"), [0.1], x, y),
     "accuracy": lambda m, x, y: metrics.accuracy(m, x, y),
     "mean_loss": lambda m, x, y: metrics.mean_loss(m, x, y),
-    "asran": lambda m, x, y: asran.published_obd_sweep(m, [0.1], "global", x, y, x, y, batch_size=8),
+    "obd_as_ran": lambda m, x, y: asran_runs.obd_as_ran(m, [0.1], "global", x, y, x, y, batch_size=8),
 }
 
 
