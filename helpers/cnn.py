@@ -174,7 +174,7 @@ def pruned(model: keras.Model, masks: Sequence[np.ndarray]) -> Iterator[keras.Mo
     """Inside the ``with`` block the conv net is pruned by ``masks``; afterwards it is restored."""
     conv_hessian.conv_net(model)
     original = model.get_weights()
-    masks = _check_masks(masks, original)
+    masks = pruning.check_masks(masks, original)
     model.set_weights([w * m for w, m in zip(original, masks)])
     try:
         yield model
@@ -310,17 +310,6 @@ def _check_widths(widths: object, name: str, allow_empty: bool = False) -> tuple
     if not widths and not allow_empty:
         raise ValueError(f"{name} must not be empty")
     return tuple(_check_positive_int(w, name) for w in widths)
-
-
-def _check_masks(masks: Sequence[np.ndarray], weights: list[np.ndarray]) -> list[np.ndarray]:
-    masks = pruning.check_scores(masks, name="masks")
-    if [m.shape for m in masks] != [w.shape for w in weights]:
-        raise ValueError("masks must have the shapes of model.trainable_weights, got "
-                         f"{[m.shape for m in masks]}")
-    for i, m in enumerate(masks):
-        if not np.all((m == 0) | (m == 1)):
-            raise ValueError(f"masks[{i}] must contain only 0 and 1")
-    return [m.astype(np.float32) for m in masks]
 
 
 def _unpack(config: CnnConfig, arrays: dict[str, np.ndarray]) -> TrainedCnn:

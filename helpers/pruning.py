@@ -41,7 +41,7 @@ def prune_masks(scores: Sequence[np.ndarray], fraction: float,
 def apply_masks(model: keras.Model, masks: Sequence[np.ndarray]) -> None:
     """Multiply the model's weights by ``masks`` in place."""
     weights = network.dense_chain(model).weights()
-    masks = _check_masks(masks, weights)
+    masks = check_masks(masks, weights)
     model.set_weights([w * m for w, m in zip(weights, masks)])
 
 
@@ -49,7 +49,7 @@ def apply_masks(model: keras.Model, masks: Sequence[np.ndarray]) -> None:
 def pruned(model: keras.Model, masks: Sequence[np.ndarray]) -> Iterator[keras.Model]:
     """Inside the ``with`` block the model is pruned; afterwards its weights are restored."""
     original = network.dense_chain(model).weights()
-    masks = _check_masks(masks, original)
+    masks = check_masks(masks, original)
     model.set_weights([w * m for w, m in zip(original, masks)])
     try:
         yield model
@@ -129,7 +129,8 @@ def check_scores(scores: object, name: str = "scores") -> list[np.ndarray]:
     return out
 
 
-def _check_masks(masks: Sequence[np.ndarray], weights: list[np.ndarray]) -> list[np.ndarray]:
+def check_masks(masks: Sequence[np.ndarray], weights: list[np.ndarray]) -> list[np.ndarray]:
+    """Validate 0/1 masks shaped like ``weights``; return them as float32."""
     masks = check_scores(masks, name="masks")
     if [m.shape for m in masks] != [w.shape for w in weights]:
         raise ValueError("masks must have the shapes of model.trainable_weights, got "
