@@ -103,7 +103,7 @@ def hessian_vector_product(model: keras.Model, x: np.ndarray, y: np.ndarray,
     chain = network.dense_chain(model)
     x, y = network.check_xy(x, y, chain.input_width, chain.n_classes)
     batch_size = network.check_batch_size(batch_size)
-    vectors = _check_like_weights(model, vectors, "vectors")
+    vectors = network.check_like(model.trainable_weights, vectors, "vectors")
     v = [tf.constant(a) for a in vectors]
     totals = [np.zeros(a.shape, np.float64) for a in vectors]
     for start in range(0, len(x), batch_size):
@@ -300,25 +300,3 @@ def _block_row_sums_graph(variables, layout, x, y):
     parts = [outer.gradient(s, v) for s, v in zip(sums, variables)]
     del outer
     return parts
-
-
-def _check_like_weights(model: keras.Model, arrays: Sequence[np.ndarray], name: str) -> list[np.ndarray]:
-    """Validate a list of arrays shaped like ``model.trainable_weights``."""
-    if isinstance(arrays, np.ndarray) or not isinstance(arrays, Sequence):
-        raise TypeError(f"{name} must be a list of arrays shaped like model.trainable_weights")
-    weights = model.trainable_weights
-    if len(arrays) != len(weights):
-        raise ValueError(f"{name} must have {len(weights)} arrays (one per weight tensor), "
-                         f"got {len(arrays)}")
-    out = []
-    for i, (a, w) in enumerate(zip(arrays, weights)):
-        a = np.asarray(a)
-        if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)) \
-                or a.dtype == bool:
-            raise TypeError(f"{name}[{i}] must hold numbers, got dtype {a.dtype}")
-        if tuple(a.shape) != tuple(w.shape):
-            raise ValueError(f"{name}[{i}] must have shape {tuple(w.shape)}, got {a.shape}")
-        if not np.all(np.isfinite(a)):
-            raise ValueError(f"{name}[{i}] contains NaN or infinite values")
-        out.append(a.astype(np.float32))
-    return out

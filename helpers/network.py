@@ -9,6 +9,7 @@ other model before work starts, and validates inputs and labels.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import keras
@@ -120,6 +121,28 @@ def check_xy(x: object, y: object, input_width: int, n_classes: int,
         raise ValueError(f"{y_name} must be labels in [0, {n_classes}), got values from "
                          f"{y.min()} to {y.max()}")
     return x, y.astype(np.int32)
+
+
+def check_like(weights: Sequence, arrays: object, name: str,
+               dtype: type = np.float32) -> list[np.ndarray]:
+    """Validate one finite numeric array per weight tensor, of matching shape; cast to ``dtype``."""
+    if isinstance(arrays, (str, bytes, np.ndarray)) or not isinstance(arrays, Sequence):
+        raise TypeError(f"{name} must be a list of arrays shaped like model.trainable_weights")
+    if len(arrays) != len(weights):
+        raise ValueError(f"{name} must have {len(weights)} arrays (one per weight tensor), "
+                         f"got {len(arrays)}")
+    out = []
+    for i, (a, w) in enumerate(zip(arrays, weights)):
+        a = np.asarray(a)
+        if a.dtype == bool or not (np.issubdtype(a.dtype, np.floating)
+                                   or np.issubdtype(a.dtype, np.integer)):
+            raise TypeError(f"{name}[{i}] must hold numbers, got dtype {a.dtype}")
+        if tuple(a.shape) != tuple(w.shape):
+            raise ValueError(f"{name}[{i}] must have shape {tuple(w.shape)}, got {a.shape}")
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"{name}[{i}] contains NaN or infinite values")
+        out.append(a.astype(dtype))
+    return out
 
 
 def check_batch_size(batch_size: object) -> int:

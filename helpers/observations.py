@@ -225,7 +225,7 @@ def taylor_terms(model: keras.Model, x: np.ndarray, y: np.ndarray,
     if isinstance(deletion_masks, (str, bytes, np.ndarray)) or \
             not isinstance(deletion_masks, Sequence) or len(deletion_masks) == 0:
         raise TypeError("deletion_masks must be a non-empty list of mask lists (one per deletion set)")
-    checked = [_check_masks(m, weights, f"deletion_masks[{i}]") for i, m in enumerate(deletion_masks)]
+    checked = [pruning.check_masks(m, weights, f"deletion_masks[{i}]") for i, m in enumerate(deletion_masks)]
 
     g = hessian.flatten(hessian.gradient(model, x, y, batch_size=batch_size)).astype(np.float64)
     h = hessian.flatten(hessian.hessian_diagonal(model, x, y, "exact", batch_size)).astype(np.float64)
@@ -375,24 +375,8 @@ def _masked_weights(chain: network.DenseChain,
     weights = chain.weights()
     if masks is None:
         return weights
-    masks = _check_masks(masks, weights, "masks")
+    masks = pruning.check_masks(masks, weights, "masks")
     return [w * m for w, m in zip(weights, masks)]
-
-
-def _check_masks(masks: object, weights: list[np.ndarray], name: str) -> list[np.ndarray]:
-    if isinstance(masks, (str, bytes, np.ndarray)) or not isinstance(masks, Sequence):
-        raise TypeError(f"{name} must be a list of 0/1 arrays aligned with model.trainable_weights")
-    if len(masks) != len(weights):
-        raise ValueError(f"{name} must have {len(weights)} arrays, got {len(masks)}")
-    out = []
-    for i, (m, w) in enumerate(zip(masks, weights)):
-        m = np.asarray(m)
-        if m.shape != w.shape:
-            raise ValueError(f"{name}[{i}] must have shape {w.shape}, got {m.shape}")
-        if not np.all((m == 0) | (m == 1)):
-            raise ValueError(f"{name}[{i}] must contain only 0 and 1")
-        out.append(m.astype(np.float32))
-    return out
 
 
 def _check_fractions(fractions: object) -> np.ndarray:

@@ -129,16 +129,25 @@ def check_scores(scores: object, name: str = "scores") -> list[np.ndarray]:
     return out
 
 
-def check_masks(masks: Sequence[np.ndarray], weights: list[np.ndarray]) -> list[np.ndarray]:
-    """Validate 0/1 masks shaped like ``weights``; return them as float32."""
-    masks = check_scores(masks, name="masks")
-    if [m.shape for m in masks] != [w.shape for w in weights]:
-        raise ValueError("masks must have the shapes of model.trainable_weights, got "
-                         f"{[m.shape for m in masks]}")
-    for i, m in enumerate(masks):
+def check_masks(masks: object, weights: Sequence[np.ndarray],
+                name: str = "masks") -> list[np.ndarray]:
+    """Validate 0/1 masks (numbers or bools) shaped like ``weights``; return them as float32."""
+    if isinstance(masks, (str, bytes, np.ndarray)) or not isinstance(masks, Sequence):
+        raise TypeError(f"{name} must be a list of 0/1 arrays, one per weight tensor")
+    if len(masks) != len(weights):
+        raise ValueError(f"{name} must have {len(weights)} arrays (one per weight tensor), "
+                         f"got {len(masks)}")
+    out = []
+    for i, (m, w) in enumerate(zip(masks, weights)):
+        m = np.asarray(m)
+        if m.dtype == object or not (np.issubdtype(m.dtype, np.number) or m.dtype == bool):
+            raise TypeError(f"{name}[{i}] must hold 0/1 numbers, got dtype {m.dtype}")
+        if m.shape != np.shape(w):
+            raise ValueError(f"{name}[{i}] must have shape {np.shape(w)}, got {m.shape}")
         if not np.all((m == 0) | (m == 1)):
-            raise ValueError(f"masks[{i}] must contain only 0 and 1")
-    return [m.astype(np.float32) for m in masks]
+            raise ValueError(f"{name}[{i}] must contain only 0 and 1")
+        out.append(m.astype(np.float32))
+    return out
 
 
 def _ranks(scores: list[np.ndarray], scope: str) -> list[np.ndarray]:

@@ -60,7 +60,7 @@ def retrain(model: keras.Model, masks: Sequence[np.ndarray], x: np.ndarray, y: n
     """
     chain = network.dense_chain(model)
     weights = chain.weights()
-    masks = _check_masks(masks, weights)
+    masks = pruning.check_masks(masks, weights)
     x, y = network.check_xy(x, y, chain.input_width, chain.n_classes)
     steps = _check_int(steps, "steps", 1)
     batch_size = _check_int(batch_size, "batch_size", 1)
@@ -336,25 +336,6 @@ def _dropout_rates(model: keras.Model, n_dense: int) -> tuple[float, ...]:
                 raise NotImplementedError("model: dropout is supported only after hidden layers")
             rates[dense_seen - 1] = float(layer.rate)
     return tuple(rates)
-
-
-def _check_masks(masks: object, weights: list[np.ndarray]) -> list[np.ndarray]:
-    if isinstance(masks, np.ndarray) or not isinstance(masks, Sequence):
-        raise TypeError("masks must be a list of 0/1 arrays, one per weight tensor")
-    if len(masks) != len(weights):
-        raise ValueError(f"masks must have {len(weights)} arrays (one per weight tensor), "
-                         f"got {len(masks)}")
-    out = []
-    for i, (m, w) in enumerate(zip(masks, weights)):
-        m = np.asarray(m)
-        if m.dtype == object or not (np.issubdtype(m.dtype, np.number) or m.dtype == bool):
-            raise TypeError(f"masks[{i}] must hold 0/1 numbers, got dtype {m.dtype}")
-        if m.shape != w.shape:
-            raise ValueError(f"masks[{i}] must have shape {w.shape}, got {m.shape}")
-        if not np.all((m == 0) | (m == 1)):
-            raise ValueError(f"masks[{i}] must contain only 0 and 1")
-        out.append(m.astype(np.float32))
-    return out
 
 
 def _check_eval_sets(eval_sets: object, chain: network.DenseChain) -> dict:

@@ -32,7 +32,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from helpers import hessian, network
+from helpers import hessian, network, pruning
 
 
 @dataclass(frozen=True)
@@ -101,10 +101,7 @@ def deletion(model: keras.Model, masks: Sequence[np.ndarray]) -> list[np.ndarray
     ``pruning.prune_masks`` returns them).
     """
     weights = network.dense_chain(model).weights()
-    masks = _check_like(weights, masks, "masks")
-    for i, m in enumerate(masks):
-        if not np.all((m == 0) | (m == 1)):
-            raise ValueError(f"masks[{i}] must contain only 0 and 1")
+    masks = pruning.check_masks(masks, weights)
     return [np.where(m == 0, -w, 0).astype(np.float64) for w, m in zip(weights, masks)]
 
 
@@ -120,7 +117,7 @@ def expand(model: keras.Model, x: np.ndarray, y: np.ndarray, delta: Sequence[np.
     """
     if not _is_weight_list(delta):
         raise TypeError("delta must be a list of arrays shaped like model.trainable_weights")
-    _check_like(network.dense_chain(model).weights(), delta, "delta")
+    network.check_like(network.dense_chain(model).weights(), delta, "delta", np.float64)
     return expand_many(model, x, y, [delta], diagonal=diagonal, batch_size=batch_size)[0]
 
 
@@ -139,12 +136,11 @@ def expand_many(model: keras.Model, x: np.ndarray, y: np.ndarray,
     weights = chain.weights()
     if not isinstance(deltas, Sequence) or isinstance(deltas, (str, bytes)) or len(deltas) == 0:
         raise TypeError("deltas must be a non-empty list of perturbations (each a list of arrays)")
-    deltas = [_check_like(weights, d, f"deltas[{i}]") for i, d in enumerate(deltas)]
+    deltas = [network.check_like(weights, d, f"deltas[{i}]", np.float64) for i, d in enumerate(deltas)]
     batch_size = network.check_batch_size(batch_size)
-    if diagonal is not None:
-        diagonal = _check_like(weights, diagonal, "diagonal")
-    else:
-        diagonal = _check_like(weights, hessian.hessian_diagonal(model, x, y), "diagonal")
+    if diagonal is None:
+        diagonal = hessian.hessian_diagonal(model, x, y)
+    diagonal = network.check_like(weights, diagonal, "diagonal", np.float64)
     moments = _along(chain, weights, x, y, deltas, batch_size)
     out = []
     for delta, (first, quadratic_form, actual) in zip(deltas, moments):
@@ -185,7 +181,7 @@ def loss_change(model: keras.Model, x: np.ndarray, y: np.ndarray, delta: Sequenc
     chain = network.dense_chain(model)
     x, y = network.check_xy(x, y, chain.input_width, chain.n_classes)
     weights = chain.weights()
-    delta = _check_like(weights, delta, "delta")
+    delta = network.check_like(weights, delta, "delta", np.float64)
     batch_size = network.check_batch_size(batch_size)
     return _along(chain, weights, x, y, [delta], batch_size)[0][2]
 
@@ -217,8 +213,8 @@ def single_deletions(model: keras.Model, x: np.ndarray, y: np.ndarray, index: Se
                          f"to {index.max()}")
     gradient = hessian.gradient(model, x, y) if gradient is None else gradient
     diagonal = hessian.hessian_diagonal(model, x, y) if diagonal is None else diagonal
-    g = hessian.flatten(_check_like(weights, gradient, "gradient")).astype(np.float64)
-    h = hessian.flatten(_check_like(weights, diagonal, "diagonal")).astype(np.float64)
+    g = hessian.flatten(network.check_like(weights, gradient, "gradient", np.float64))
+    h = hessian.flatten(network.check_like(weights, diagonal, "diagonal", np.float64))
     u = hessian.flatten(weights).astype(np.float64)
 
     # Where each flat index sits: tensor, layer, and row/column in the layer's [W; b].
@@ -314,28 +310,6 @@ def format_terms(labels: Sequence[str], expansions: Sequence[Expansion]) -> str:
 
 
 # --- internals -------------------------------------------------------------------------------
-
-def _check_like(weights: list[np.ndarray], arrays: object, name: str) -> list[np.ndarray]:
-    """Validate one finite float64 array per weight tensor, of matching shape."""
-    if isinstance(arrays, np.ndarray) or not isinstance(arrays, Sequence) \
-            or isinstance(arrays, (str, bytes)):
-        raise TypeError(f"{name} must be a list of arrays shaped like model.trainable_weights")
-    if len(arrays) != len(weights):
-        raise ValueError(f"{name} must have {len(weights)} arrays (one per weight tensor), "
-                         f"got {len(arrays)}")
-    out = []
-    for i, (a, w) in enumerate(zip(arrays, weights)):
-        a = np.asarray(a)
-        if a.dtype == bool or not (np.issubdtype(a.dtype, np.floating)
-                                   or np.issubdtype(a.dtype, np.integer)):
-            raise TypeError(f"{name}[{i}] must hold numbers, got dtype {a.dtype}")
-        if a.shape != w.shape:
-            raise ValueError(f"{name}[{i}] must have shape {w.shape}, got {a.shape}")
-        if not np.all(np.isfinite(a)):
-            raise ValueError(f"{name}[{i}] contains NaN or infinite values")
-        out.append(a.astype(np.float64))
-    return out
-
 
 def _tensor_roles(layout: tuple[bool, ...]) -> tuple[np.ndarray, np.ndarray]:
     """For each weight tensor: the index of its Dense layer, and whether it is a bias."""
