@@ -105,7 +105,7 @@ def tf0_masks(scores: Sequence[np.ndarray], fraction: float, scope: str = "globa
     scope = pruning.check_scope(scope)
     fraction = pruning.check_fraction(fraction)
     packing = _check_packing(packing)
-    scores = _check_scores_allow_nan(scores)
+    scores = pruning.check_scores(scores, finite=False)
     if scope == "layer":
         masks = []
         for s in scores:
@@ -258,7 +258,7 @@ def index_order_sweep(model: keras.Model, fractions: Sequence[float], x_test: np
     ``"layer"`` the start of every tensor. One-shot, restarting from the
     model's weights at every fraction.
     """
-    fractions = _check_fractions(fractions)
+    fractions = pruning.check_fractions(fractions)
     weights = network.dense_chain(model).weights()
     tied = [np.zeros_like(w) for w in weights]
     return np.array([_accuracy_with(model, tf0_masks(tied, f, scope, packing), x_test, y_test)
@@ -272,7 +272,7 @@ def magnitude_as_ran(model: keras.Model, fractions: Sequence[float], x_test: np.
     They ranked a saved copy of the weights, so every level restarts from
     the trained network.
     """
-    fractions = _check_fractions(fractions)
+    fractions = pruning.check_fractions(fractions)
     weights = network.dense_chain(model).weights()
     return np.array([_accuracy_with(model, tf0_masks(weights, f, scope), x_test, y_test)
                      for f in fractions])
@@ -299,7 +299,7 @@ def obd_as_ran(model: keras.Model, fractions: Sequence[float], scope: str, x_poo
     """
     chain = network.dense_chain(model)
     scope = pruning.check_scope(scope)
-    fractions = _check_fractions(fractions)
+    fractions = pruning.check_fractions(fractions)
     x_pool, y_pool = network.check_xy(x_pool, y_pool, chain.input_width, chain.n_classes,
                                       "x_pool", "y_pool")
     x_test, y_test = network.check_xy(x_test, y_test, chain.input_width, chain.n_classes,
@@ -377,7 +377,7 @@ def as_ran_details(run: str, fractions: Sequence[float], seeds: Sequence[int] = 
     """``as_ran_sweep`` plus, per seed and fraction, whether the step's scores were all tied (NaN)."""
     if not isinstance(run, str) or run not in published.RUNS:
         raise ValueError(f"run must be one of {tuple(published.RUNS)}, got {run!r}")
-    fractions = _check_fractions(fractions)
+    fractions = pruning.check_fractions(fractions)
     seeds = _check_seeds(seeds)
     if not isinstance(carry_over, bool):
         raise TypeError(f"carry_over must be a bool, got {carry_over!r}")
@@ -434,14 +434,6 @@ def _check_packing(packing: object) -> str:
     return packing
 
 
-def _check_fractions(fractions: object) -> list[float]:
-    if isinstance(fractions, (str, bytes)) or not isinstance(fractions, (Sequence, np.ndarray)):
-        raise TypeError(f"fractions must be a sequence of floats, got {fractions!r}")
-    if len(fractions) == 0:
-        raise ValueError("fractions is empty")
-    return [pruning.check_fraction(f, "fractions") for f in fractions]
-
-
 def _check_seeds(seeds: object) -> list[int]:
     if isinstance(seeds, (str, bytes)) or not isinstance(seeds, (Sequence, np.ndarray)):
         raise TypeError(f"seeds must be a sequence of ints, got {seeds!r}")
@@ -452,19 +444,4 @@ def _check_seeds(seeds: object) -> list[int]:
         if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 0:
             raise ValueError(f"seeds must hold non-negative ints, got {s!r}")
         out.append(int(s))
-    return out
-
-
-def _check_scores_allow_nan(scores: object) -> list[np.ndarray]:
-    if isinstance(scores, np.ndarray) or not isinstance(scores, Sequence) or len(scores) == 0:
-        raise TypeError("scores must be a non-empty list of arrays (one per weight tensor)")
-    out = []
-    for i, s in enumerate(scores):
-        s = np.asarray(s)
-        if s.dtype == bool or not (np.issubdtype(s.dtype, np.floating)
-                                   or np.issubdtype(s.dtype, np.integer)):
-            raise TypeError(f"scores[{i}] must hold numbers, got dtype {s.dtype}")
-        if s.size == 0:
-            raise ValueError(f"scores[{i}] is empty")
-        out.append(s)
     return out

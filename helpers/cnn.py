@@ -23,7 +23,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from helpers import cache, conv_hessian, data, experiments, network, pruning, seeding, training
+from helpers import checks, cache, conv_hessian, data, experiments, network, pruning, seeding, training
 
 #: Bump when a change to this module would change the weights it produces.
 CNN_CODE_VERSION = "1"
@@ -43,8 +43,8 @@ def lenet(filters: Sequence[int] = (6, 16), dense: Sequence[int] = (120, 84),
     """
     filters = _check_widths(filters, "filters")
     dense = _check_widths(dense, "dense", allow_empty=True)
-    kernel_size = _check_positive_int(kernel_size, "kernel_size")
-    n_classes = _check_positive_int(n_classes, "n_classes")
+    kernel_size = checks.integer(kernel_size, "kernel_size")
+    n_classes = checks.integer(n_classes, "n_classes")
     side = 28
     for _ in filters:
         side = (side - kernel_size + 1) // 2
@@ -86,17 +86,10 @@ class CnnConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "filters", _check_widths(self.filters, "filters"))
         object.__setattr__(self, "dense", _check_widths(self.dense, "dense", allow_empty=True))
-        for name in ("kernel_size", "batch_size", "steps", "log_every"):
-            _check_positive_int(getattr(self, name), name)
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            raise TypeError(f"seed must be an int, got {self.seed!r}")
-        if self.seed < 0:
-            raise ValueError(f"seed must be >= 0, got {self.seed!r}")
-        lr = self.learning_rate
-        if isinstance(lr, bool) or not isinstance(lr, (int, float)):
-            raise TypeError(f"learning_rate must be a float, got {lr!r}")
-        if not (np.isfinite(lr) and lr > 0):
-            raise ValueError(f"learning_rate must be positive and finite, got {lr!r}")
+        for name in ("kernel_size", "batch_size", "steps", "log_every", "seed"):
+            value = checks.integer(getattr(self, name), name, 0 if name == "seed" else 1)
+            object.__setattr__(self, name, value)
+        object.__setattr__(self, "learning_rate", checks.positive(self.learning_rate, "learning_rate"))
 
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v
@@ -225,7 +218,7 @@ def sweep_over_seeds(trained: Sequence[TrainedCnn], method: str, scope: str,
 
 def score_data(n_score: int = N_SCORE) -> tuple[np.ndarray, np.ndarray]:
     """The first ``n_score`` images and labels of the post's 55,000-image training split."""
-    n_score = _check_positive_int(n_score, "n_score")
+    n_score = checks.integer(n_score, "n_score")
     (x, y), _ = data.load_post_split()
     if n_score > len(x):
         raise ValueError(f"n_score must be at most {len(x)}, got {n_score}")
@@ -243,7 +236,7 @@ def cached_saliency(trained: TrainedCnn, method: str, n_score: int = N_SCORE,
         raise TypeError(f"trained must be a TrainedCnn, got {type(trained).__name__}")
     if not isinstance(method, str) or method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    n_score = _check_positive_int(n_score, "n_score")
+    n_score = checks.integer(n_score, "n_score")
     if method == "magnitude":
         return saliency(trained.model, method)
     key = {"network": trained.config.to_dict(), "method": method, "n_score": n_score,
@@ -296,20 +289,12 @@ def tensor_names(model: keras.Model) -> list[str]:
 
 # --- internals -------------------------------------------------------------------------------
 
-def _check_positive_int(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be a positive int, got {value!r}")
-    if value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return int(value)
-
-
 def _check_widths(widths: object, name: str, allow_empty: bool = False) -> tuple[int, ...]:
     if isinstance(widths, (str, bytes)) or not isinstance(widths, Sequence):
         raise TypeError(f"{name} must be a sequence of positive ints, got {widths!r}")
     if not widths and not allow_empty:
         raise ValueError(f"{name} must not be empty")
-    return tuple(_check_positive_int(w, name) for w in widths)
+    return tuple(checks.integer(w, name) for w in widths)
 
 
 def _unpack(config: CnnConfig, arrays: dict[str, np.ndarray]) -> TrainedCnn:

@@ -21,9 +21,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
-import numpy as np
-
-from helpers import experiments, models, training
+from helpers import checks, experiments, models, training
 
 #: Part of other modules' cache versions; the weights themselves are keyed by ``TrainConfig``
 #: (identical, bit for bit, to those this module produced before ``TrainConfig`` had the fields).
@@ -37,14 +35,7 @@ HELPER_0_1: tuple[float, float] = (0.1, 0.1)
 
 def check_init(init_stddev: object, bias_init: object) -> tuple[float, float]:
     """Validate an initial scale: ``init_stddev`` > 0 and a finite ``bias_init``."""
-    for name, value in (("init_stddev", init_stddev), ("bias_init", bias_init)):
-        if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
-            raise TypeError(f"{name} must be a float, got {value!r}")
-        if not np.isfinite(float(value)):
-            raise ValueError(f"{name} must be finite, got {value!r}")
-    if not float(init_stddev) > 0.0:
-        raise ValueError(f"init_stddev must be positive, got {init_stddev!r}")
-    return float(init_stddev), float(bias_init)
+    return checks.positive(init_stddev, "init_stddev"), checks.real(bias_init, "bias_init")
 
 
 def is_post_stated(init_stddev: float, bias_init: float) -> bool:

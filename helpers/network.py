@@ -9,12 +9,14 @@ other model before work starts, and validates inputs and labels.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import keras
 import numpy as np
 import tensorflow as tf
+
+from helpers import checks
 
 
 @dataclass(frozen=True)
@@ -123,9 +125,12 @@ def check_xy(x: object, y: object, input_width: int, n_classes: int,
     return x, y.astype(np.int32)
 
 
-def check_like(weights: Sequence, arrays: object, name: str,
-               dtype: type = np.float32) -> list[np.ndarray]:
-    """Validate one finite numeric array per weight tensor, of matching shape; cast to ``dtype``."""
+def check_like(weights: Sequence, arrays: object, name: str, dtype: type = np.float32,
+               bools: bool = False) -> list[np.ndarray]:
+    """Validate one finite numeric array per weight tensor, of matching shape; cast to ``dtype``.
+
+    Boolean arrays are refused unless ``bools`` (masks).
+    """
     if isinstance(arrays, (str, bytes, np.ndarray)) or not isinstance(arrays, Sequence):
         raise TypeError(f"{name} must be a list of arrays shaped like model.trainable_weights")
     if len(arrays) != len(weights):
@@ -134,27 +139,25 @@ def check_like(weights: Sequence, arrays: object, name: str,
     out = []
     for i, (a, w) in enumerate(zip(arrays, weights)):
         a = np.asarray(a)
-        if a.dtype == bool or not (np.issubdtype(a.dtype, np.floating)
-                                   or np.issubdtype(a.dtype, np.integer)):
-            raise TypeError(f"{name}[{i}] must hold numbers, got dtype {a.dtype}")
+        if bools and a.dtype == bool:
+            a = a.astype(dtype)
         if tuple(a.shape) != tuple(w.shape):
             raise ValueError(f"{name}[{i}] must have shape {tuple(w.shape)}, got {a.shape}")
-        if not np.all(np.isfinite(a)):
-            raise ValueError(f"{name}[{i}] contains NaN or infinite values")
-        out.append(a.astype(dtype))
+        out.append(checks.numbers(a, f"{name}[{i}]").astype(dtype))
     return out
 
 
 def check_batch_size(batch_size: object) -> int:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
-        raise TypeError(f"batch_size must be a positive int, got {batch_size!r}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-    return int(batch_size)
+    return checks.integer(batch_size, "batch_size")
 
 
-def logits(x: tf.Tensor, weights: list, layout: tuple[bool, ...]) -> tf.Tensor:
-    """The MLP's logits for weights given as a flat list (see ``DenseChain.layout``)."""
+def logits(x: tf.Tensor, weights: list, layout: tuple[bool, ...],
+           hidden: Callable[[tf.Tensor, int], tf.Tensor] | None = None) -> tf.Tensor:
+    """The MLP's logits for weights given as a flat list (see ``DenseChain.layout``).
+
+    ``hidden(a, j)``, if given, transforms hidden layer ``j``'s activations (dropout while
+    training, Chapter 13).
+    """
     a, i = x, 0
     for j, has_bias in enumerate(layout):
         z = tf.matmul(a, weights[i])
@@ -162,5 +165,9 @@ def logits(x: tf.Tensor, weights: list, layout: tuple[bool, ...]) -> tf.Tensor:
         if has_bias:
             z += weights[i]
             i += 1
-        a = tf.nn.relu(z) if j < len(layout) - 1 else z
+        if j == len(layout) - 1:
+            return z
+        a = tf.nn.relu(z)
+        if hidden is not None:
+            a = hidden(a, j)
     return a

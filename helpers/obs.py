@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
-from helpers import cache, data, hessian, network, pruning, tiny, training
+from helpers import checks, cache, data, hessian, network, pruning, tiny, training
 
 #: Bump when a change to this module would change what it produces.
 OBS_CODE_VERSION = "1"
@@ -100,14 +100,14 @@ def prune_path(u: np.ndarray, h_inv: np.ndarray, counts: Sequence[int],
     if u.ndim not in (1, 2):
         raise ValueError(f"u must be a vector or a matrix of rows, got shape {u.shape}")
     rows = np.atleast_2d(u)
-    _check_finite_numbers(rows, "u")
+    checks.numbers(rows, "u")
     h_inv = _check_square(h_inv, "h_inv")
     if h_inv.shape[0] != rows.shape[1]:
         raise ValueError(f"h_inv must be {rows.shape[1]}x{rows.shape[1]} to match u, got {h_inv.shape}")
     if np.any(np.diag(h_inv) <= 0):
         raise ValueError("h_inv must be positive definite (its diagonal is not positive)")
     counts = _check_counts(counts, rows.size)
-    block_size = _check_positive_int(block_size, "block_size")
+    block_size = checks.integer(block_size, "block_size")
 
     n_rows, d = rows.shape
     weights = rows.astype(np.float64).copy()
@@ -254,9 +254,9 @@ def layerwise_obs(model: keras.Model, x: np.ndarray, fractions: Sequence[float],
     """
     chain = network.dense_chain(model)
     x = network.check_x(x, chain.input_width)
-    fractions = _check_fractions(fractions)
-    damping = _check_positive_float(damping, "damping")
-    block_fraction = _check_positive_float(block_fraction, "block_fraction")
+    fractions = tuple(pruning.check_fractions(fractions, "non-decreasing"))
+    damping = checks.positive(damping, "damping")
+    block_fraction = checks.positive(block_fraction, "block_fraction")
     if block_fraction > 1:
         raise ValueError(f"block_fraction must be in (0, 1], got {block_fraction!r}")
     weights = chain.weights()
@@ -289,8 +289,8 @@ def cached_layerwise_obs(trained: training.TrainedModel, fractions: Sequence[flo
     images of the post's 55,000-image split, cached by all of its settings."""
     if not isinstance(trained, training.TrainedModel):
         raise TypeError(f"trained must be a training.TrainedModel, got {type(trained).__name__}")
-    fractions = _check_fractions(fractions)
-    n_score = _check_positive_int(n_score, "n_score")
+    fractions = tuple(pruning.check_fractions(fractions, "non-decreasing"))
+    n_score = checks.integer(n_score, "n_score")
     config = {"trained": trained.config.to_dict(), "fractions": list(fractions),
               "n_score": n_score, "damping": float(damping), "block_fraction": float(block_fraction)}
 
@@ -326,9 +326,9 @@ def cached_tiny_obs(config: tiny.TinyConfig, fractions: Sequence[float], *, curv
         raise TypeError(f"config must be a tiny.TinyConfig, got {type(config).__name__}")
     if curvature not in ("hessian", "gauss_newton"):
         raise ValueError(f"curvature must be 'hessian' or 'gauss_newton', got {curvature!r}")
-    fractions = _check_fractions(fractions)
-    damping = _check_positive_float(damping, "damping")
-    block_size = _check_positive_int(block_size, "block_size")
+    fractions = tuple(pruning.check_fractions(fractions, "non-decreasing"))
+    damping = checks.positive(damping, "damping")
+    block_size = checks.integer(block_size, "block_size")
     key = {"tiny": config.to_dict(), "fractions": list(fractions), "curvature": curvature,
            "damping": float(damping), "block_size": block_size}
 
@@ -465,18 +465,8 @@ def _check_square(matrix: object, name: str) -> np.ndarray:
         raise TypeError(f"{name} must be a numpy array, got {type(matrix).__name__}")
     if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1] or matrix.shape[0] == 0:
         raise ValueError(f"{name} must be a non-empty square matrix, got shape {matrix.shape}")
-    _check_finite_numbers(matrix, name)
+    checks.numbers(matrix, name)
     return matrix.astype(np.float64)
-
-
-def _check_finite_numbers(array: np.ndarray, name: str) -> None:
-    if array.dtype == bool or not (np.issubdtype(array.dtype, np.floating)
-                                   or np.issubdtype(array.dtype, np.integer)):
-        raise TypeError(f"{name} must hold numbers, got dtype {array.dtype}")
-    if array.size == 0:
-        raise ValueError(f"{name} is empty")
-    if not np.all(np.isfinite(array)):
-        raise ValueError(f"{name} contains NaN or infinite values")
 
 
 def _check_vector_and_inverse(u: object, h_inv: object) -> tuple[np.ndarray, np.ndarray]:
@@ -484,7 +474,7 @@ def _check_vector_and_inverse(u: object, h_inv: object) -> tuple[np.ndarray, np.
         raise TypeError(f"u must be a numpy array, got {type(u).__name__}")
     if u.ndim != 1:
         raise ValueError(f"u must be a vector, got shape {u.shape}")
-    _check_finite_numbers(u, "u")
+    checks.numbers(u, "u")
     h_inv = _check_square(h_inv, "h_inv")
     if h_inv.shape[0] != u.size:
         raise ValueError(f"h_inv must be {u.size}x{u.size} to match u, got {h_inv.shape}")
@@ -515,29 +505,3 @@ def _check_counts(counts: object, n: int) -> list[int]:
     if any(b < a for a, b in zip(out, out[1:])):
         raise ValueError(f"counts must be non-decreasing, got {out}")
     return out
-
-
-def _check_fractions(fractions: object) -> tuple[float, ...]:
-    if isinstance(fractions, (str, bytes)) or not isinstance(fractions, (Sequence, np.ndarray)) \
-            or len(fractions) == 0:
-        raise TypeError(f"fractions must be a non-empty sequence of floats, got {fractions!r}")
-    values = tuple(pruning.check_fraction(f, "fractions") for f in fractions)
-    if any(b < a for a, b in zip(values, values[1:])):
-        raise ValueError(f"fractions must be non-decreasing, got {values}")
-    return values
-
-
-def _check_positive_int(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be a positive int, got {value!r}")
-    if value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return int(value)
-
-
-def _check_positive_float(value: object, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)):
-        raise TypeError(f"{name} must be a float, got {value!r}")
-    if not (np.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be positive and finite, got {value!r}")
-    return float(value)

@@ -280,7 +280,7 @@ def crossing(fractions: Sequence[float], acc_a: np.ndarray, acc_b: np.ndarray,
     ``margin`` (>= 0): how far above counts as above, e.g. 0.02 so that two
     curves both at chance level, differing by noise, do not cross.
     """
-    f = _check_fractions(fractions)
+    f = np.array(pruning.check_fractions(fractions, "increasing", at_least=2))
     a = _check_curves(acc_a, len(f), "acc_a")
     b = _check_curves(acc_b, len(f), "acc_b")
     if isinstance(margin, bool) or not isinstance(margin, (int, float, np.floating, np.integer)):
@@ -343,7 +343,7 @@ def as_ran_obd_sweep(variant: str, fractions: Sequence[float], scope: str = "glo
     if not isinstance(variant, str) or variant not in experiments.VARIANTS:
         raise ValueError(f"variant must be one of {tuple(experiments.VARIANTS)}, got {variant!r}")
     scope = pruning.check_scope(scope)
-    fractions = asran_runs._check_fractions(fractions)
+    fractions = pruning.check_fractions(fractions)
     seeds = asran_runs._check_seeds(seeds)
     run = _PUBLISHED_OBD_RUNS.get((variant, scope))
     if run is not None:
@@ -377,17 +377,6 @@ def _masked_weights(chain: network.DenseChain,
         return weights
     masks = pruning.check_masks(masks, weights, "masks")
     return [w * m for w, m in zip(weights, masks)]
-
-
-def _check_fractions(fractions: object) -> np.ndarray:
-    if isinstance(fractions, (str, bytes)) or not isinstance(fractions, (Sequence, np.ndarray)):
-        raise TypeError(f"fractions must be a sequence of floats, got {fractions!r}")
-    if len(fractions) < 2:
-        raise ValueError(f"fractions needs at least two levels, got {len(fractions)}")
-    f = np.array([pruning.check_fraction(v, "fractions") for v in fractions])
-    if np.any(np.diff(f) <= 0):
-        raise ValueError("fractions must be strictly increasing")
-    return f
 
 
 def _check_curves(acc: object, n: int, name: str) -> np.ndarray:

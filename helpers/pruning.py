@@ -17,7 +17,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from helpers import network
+from helpers import checks, network
 
 SCOPES = ("global", "layer")
 
@@ -88,11 +88,26 @@ def check_sweep(scores: object, weights: Sequence[np.ndarray], fractions: object
     if [s.shape for s in scores] != [np.shape(w) for w in weights]:
         raise ValueError("scores must have the shapes of model.trainable_weights, got "
                          f"{[s.shape for s in scores]}")
+    return scores, check_fractions(fractions), check_scope(scope)
+
+
+def check_fractions(fractions: object, order: str = "any", at_least: int = 1,
+                    name: str = "fractions") -> list[float]:
+    """Validate a sequence of pruned fractions in [0, 1].
+
+    ``order`` is ``"any"``, ``"non-decreasing"`` or ``"increasing"``; ``at_least`` is the
+    fewest levels accepted.
+    """
     if isinstance(fractions, (str, bytes)) or not isinstance(fractions, (Sequence, np.ndarray)):
-        raise TypeError(f"fractions must be a sequence of floats, got {fractions!r}")
-    if len(fractions) == 0:
-        raise ValueError("fractions is empty")
-    return scores, [check_fraction(f, "fractions") for f in fractions], check_scope(scope)
+        raise TypeError(f"{name} must be a sequence of floats, got {fractions!r}")
+    if len(fractions) < at_least:
+        raise ValueError(f"{name} needs at least {at_least} level(s), got {len(fractions)}")
+    values = [check_fraction(f, name) for f in fractions]
+    steps = np.diff(values)
+    if (order == "non-decreasing" and np.any(steps < 0)) \
+            or (order == "increasing" and np.any(steps <= 0)):
+        raise ValueError(f"{name} must be {order}, got {values}")
+    return values
 
 
 def check_fraction(fraction: object, name: str = "fraction") -> float:
@@ -110,44 +125,23 @@ def check_scope(scope: object) -> str:
     return scope
 
 
-def check_scores(scores: object, name: str = "scores") -> list[np.ndarray]:
+def check_scores(scores: object, name: str = "scores", finite: bool = True) -> list[np.ndarray]:
+    """Validate a non-empty list of numeric arrays (finite unless ``finite=False``)."""
     if isinstance(scores, np.ndarray) or not isinstance(scores, Sequence):
         raise TypeError(f"{name} must be a list of arrays (one per weight tensor)")
     if len(scores) == 0:
         raise ValueError(f"{name} is empty")
-    out = []
-    for i, s in enumerate(scores):
-        s = np.asarray(s)
-        if s.dtype == bool or not (np.issubdtype(s.dtype, np.floating)
-                                   or np.issubdtype(s.dtype, np.integer)):
-            raise TypeError(f"{name}[{i}] must hold numbers, got dtype {s.dtype}")
-        if s.size == 0:
-            raise ValueError(f"{name}[{i}] is empty")
-        if not np.all(np.isfinite(s)):
-            raise ValueError(f"{name}[{i}] contains NaN or infinite values")
-        out.append(s)
-    return out
+    return [checks.numbers(s, f"{name}[{i}]", finite) for i, s in enumerate(scores)]
 
 
 def check_masks(masks: object, weights: Sequence[np.ndarray],
                 name: str = "masks") -> list[np.ndarray]:
     """Validate 0/1 masks (numbers or bools) shaped like ``weights``; return them as float32."""
-    if isinstance(masks, (str, bytes, np.ndarray)) or not isinstance(masks, Sequence):
-        raise TypeError(f"{name} must be a list of 0/1 arrays, one per weight tensor")
-    if len(masks) != len(weights):
-        raise ValueError(f"{name} must have {len(weights)} arrays (one per weight tensor), "
-                         f"got {len(masks)}")
-    out = []
-    for i, (m, w) in enumerate(zip(masks, weights)):
-        m = np.asarray(m)
-        if m.dtype == object or not (np.issubdtype(m.dtype, np.number) or m.dtype == bool):
-            raise TypeError(f"{name}[{i}] must hold 0/1 numbers, got dtype {m.dtype}")
-        if m.shape != np.shape(w):
-            raise ValueError(f"{name}[{i}] must have shape {np.shape(w)}, got {m.shape}")
+    masks = network.check_like(weights, masks, name, np.float32, bools=True)
+    for i, m in enumerate(masks):
         if not np.all((m == 0) | (m == 1)):
             raise ValueError(f"{name}[{i}] must contain only 0 and 1")
-        out.append(m.astype(np.float32))
-    return out
+    return masks
 
 
 def _ranks(scores: list[np.ndarray], scope: str) -> list[np.ndarray]:

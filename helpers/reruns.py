@@ -26,7 +26,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from helpers import cache, data, experiments, init_scale, pruning, published, saliency, training
+from helpers import checks, cache, data, experiments, init_scale, pruning, published, saliency, training
 
 #: Bump when a change here would change the scores or the accuracies.
 RERUNS_CODE_VERSION = "1"
@@ -68,7 +68,7 @@ def described_scores(run: str, seed: int = 0, variant: str | None = None, *,
     """
     run = check_run(run)
     variant = RUN_VARIANTS[run] if variant is None else check_variant(variant)
-    seed = _check_seed(seed, "seed")
+    seed = checks.integer(seed, "seed", 0)
     init = init_scale.check_init(init_stddev, bias_init)
     method = published.RUNS[run].method
     config = experiments.post_config(variant, seed)
@@ -112,7 +112,7 @@ def described_sweep(run: str, fractions: Sequence[float],
         raise TypeError(f"seeds must be a sequence of ints, got {seeds!r}")
     if len(seeds) == 0:
         raise ValueError("seeds is empty")
-    seeds = [_check_seed(s, "seeds") for s in seeds]
+    seeds = [checks.integer(s, "seeds", 0) for s in seeds]
     init = init_scale.check_init(init_stddev, bias_init)
     scope = published.RUNS[run].scope
     return np.stack([_one_sweep(run, variant, seed, fractions, scope, init) for seed in seeds])
@@ -142,11 +142,3 @@ def _model_key(config: training.TrainConfig, init: tuple[float, float]) -> dict:
 
 def _version() -> str:
     return f"reruns{RERUNS_CODE_VERSION}-training{training.TRAINING_CODE_VERSION}"
-
-
-def _check_seed(seed: object, name: str) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise TypeError(f"{name} must hold ints, got {seed!r}")
-    if seed < 0:
-        raise ValueError(f"{name} must be >= 0, got {seed!r}")
-    return int(seed)

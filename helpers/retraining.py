@@ -28,7 +28,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from helpers import cache, data, metrics, models, network, pruning, saliency, training
+from helpers import checks, cache, data, metrics, models, network, pruning, saliency, training
 
 #: Bump when a change to this module would change what it produces.
 RETRAINING_CODE_VERSION = "1"
@@ -62,16 +62,16 @@ def retrain(model: keras.Model, masks: Sequence[np.ndarray], x: np.ndarray, y: n
     weights = chain.weights()
     masks = pruning.check_masks(masks, weights)
     x, y = network.check_xy(x, y, chain.input_width, chain.n_classes)
-    steps = _check_int(steps, "steps", 1)
-    batch_size = _check_int(batch_size, "batch_size", 1)
+    steps = checks.integer(steps, "steps", 1)
+    batch_size = checks.integer(batch_size, "batch_size", 1)
     if batch_size > len(x):
         raise ValueError(f"batch_size ({batch_size}) is larger than the data set ({len(x)})")
-    seed = _check_int(seed, "seed", 0)
-    log_every = steps if log_every is None else _check_int(log_every, "log_every", 1)
-    learning_rate = _check_positive(learning_rate, "learning_rate")
-    epsilon = _check_positive(epsilon, "epsilon")
-    beta_1 = _check_beta(beta_1, "beta_1")
-    beta_2 = _check_beta(beta_2, "beta_2")
+    seed = checks.integer(seed, "seed", 0)
+    log_every = steps if log_every is None else checks.integer(log_every, "log_every", 1)
+    learning_rate = checks.positive(learning_rate, "learning_rate")
+    epsilon = checks.positive(epsilon, "epsilon")
+    beta_1 = checks.rate(beta_1, "beta_1")
+    beta_2 = checks.rate(beta_2, "beta_2")
     if not isinstance(loss, str) or loss not in _LOSSES:
         raise ValueError(f"loss must be one of {_LOSSES}, got {loss!r}")
     evaluations = _check_eval_sets(eval_sets, chain)
@@ -129,19 +129,13 @@ class Schedule:
     def __post_init__(self) -> None:
         if not isinstance(self.method, str) or self.method not in SCHEDULE_METHODS:
             raise ValueError(f"method must be one of {SCHEDULE_METHODS}, got {self.method!r}")
-        if isinstance(self.sparsities, (str, bytes)) or not isinstance(self.sparsities, Sequence) \
-                or len(self.sparsities) == 0:
-            raise TypeError(f"sparsities must be a non-empty sequence of floats, got "
-                            f"{self.sparsities!r}")
-        values = tuple(pruning.check_fraction(f, "sparsities") for f in self.sparsities)
-        if any(b <= a for a, b in zip(values, values[1:])):
-            raise ValueError(f"sparsities must be strictly increasing, got {values}")
-        object.__setattr__(self, "sparsities", values)
+        values = pruning.check_fractions(self.sparsities, "increasing", name="sparsities")
+        object.__setattr__(self, "sparsities", tuple(values))
         for name, low in (("steps_per_round", 1), ("batch_size", 1), ("n_score", 1),
                           ("log_every", 1), ("seed", 0)):
-            _check_int(getattr(self, name), name, low)
+            checks.integer(getattr(self, name), name, low)
         pruning.check_scope(self.scope)
-        _check_positive(self.learning_rate, "learning_rate")
+        checks.positive(self.learning_rate, "learning_rate")
         if not isinstance(self.loss, str) or self.loss not in _LOSSES:
             raise ValueError(f"loss must be one of {_LOSSES}, got {self.loss!r}")
 
@@ -267,6 +261,15 @@ def _unpack(trained: training.TrainedModel, schedule: Schedule,
         model=model, masks=[arrays[f"m{i}"] for i in range(n)])
 
 
+def _dropout(rates: tuple[float, ...], seed, step, n_layers: int):
+    """Training-mode dropout after hidden layer ``j``: stateless, so each step is reproducible."""
+    def apply(a, j):
+        if rates[j] == 0:
+            return a
+        return tf.nn.experimental.stateless_dropout(a, rates[j], seed=tf.stack([seed, step * n_layers + j]))
+    return apply
+
+
 @tf.function(reduce_retracing=True)
 def _run_chunk(weights, m_state, v_state, masks, idx, step0, x_all, y_all, hyper, seed,
                layout, rates, summed):
@@ -280,7 +283,7 @@ def _run_chunk(weights, m_state, v_state, masks, idx, step0, x_all, y_all, hyper
         step = tf.cast(step0 + i, tf.int64)
         with tf.GradientTape() as tape:
             tape.watch(weights)
-            logits = _train_logits(xb, weights, layout, rates, seed, step)
+            logits = network.logits(xb, weights, layout, hidden=_dropout(rates, seed, step, len(layout)))
             per_sample = tf.nn.sparse_softmax_cross_entropy_with_logits(yb, logits)
             loss = tf.reduce_sum(per_sample) if summed else tf.reduce_mean(per_sample)
         grads = tape.gradient(loss, weights)
@@ -297,25 +300,6 @@ def _run_chunk(weights, m_state, v_state, masks, idx, step0, x_all, y_all, hyper
         weights, m_state, v_state = new_w, new_m, new_v
         total += tf.reduce_sum(per_sample)
     return tuple(weights), tuple(m_state), tuple(v_state), total
-
-
-def _train_logits(x, weights, layout, rates, seed, step):
-    """The MLP's logits in training mode: dropout (stateless, seeded) after hidden layers."""
-    a, i = x, 0
-    for j, has_bias in enumerate(layout):
-        z = tf.matmul(a, weights[i])
-        i += 1
-        if has_bias:
-            z += weights[i]
-            i += 1
-        if j < len(layout) - 1:
-            a = tf.nn.relu(z)
-            if rates[j] > 0:
-                a = tf.nn.experimental.stateless_dropout(
-                    a, rates[j], seed=tf.stack([seed, step * len(layout) + j]))
-        else:
-            a = z
-    return a
 
 
 @tf.function(reduce_retracing=True)
@@ -354,27 +338,3 @@ def _check_eval_sets(eval_sets: object, chain: network.DenseChain) -> dict:
                                   y_name=f"eval_sets[{name!r}][1]")
         out[name] = (tf.constant(xe), tf.constant(ye))
     return out
-
-
-def _check_int(value: object, name: str, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {value!r}")
-    if value < low:
-        raise ValueError(f"{name} must be >= {low}, got {value!r}")
-    return int(value)
-
-
-def _check_positive(value: object, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)):
-        raise TypeError(f"{name} must be a float, got {value!r}")
-    if not (np.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be positive and finite, got {value!r}")
-    return float(value)
-
-
-def _check_beta(value: object, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)):
-        raise TypeError(f"{name} must be a float, got {value!r}")
-    if not 0.0 <= value < 1.0:
-        raise ValueError(f"{name} must be in [0, 1), got {value!r}")
-    return float(value)

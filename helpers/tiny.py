@@ -20,7 +20,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from helpers import cache, data, hessian, models, seeding
+from helpers import cache, checks, data, hessian, models, seeding
 
 #: Bump when a change to this module would change the weights or Hessians it produces.
 TINY_CODE_VERSION = "1"
@@ -69,12 +69,8 @@ class TinyConfig:
 
     def __post_init__(self) -> None:
         for name in ("image_size", "n_train", "steps", "batch_size", "seed"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise TypeError(f"{name} must be an int, got {value!r}")
-            if value < (0 if name == "seed" else 1):
-                raise ValueError(f"{name} must be {'>= 0' if name == 'seed' else 'positive'}, "
-                                 f"got {value!r}")
+            value = checks.integer(getattr(self, name), name, 0 if name == "seed" else 1)
+            object.__setattr__(self, name, value)
         if _SIDE % self.image_size != 0:
             raise ValueError(f"image_size must divide 28, got {self.image_size!r}")
         if self.n_train > 55_000:
@@ -82,11 +78,7 @@ class TinyConfig:
         if self.batch_size > self.n_train:
             raise ValueError(f"batch_size ({self.batch_size}) must not exceed n_train ({self.n_train})")
         for name in ("learning_rate", "init_stddev"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise TypeError(f"{name} must be a float, got {value!r}")
-            if not (np.isfinite(value) and value > 0):
-                raise ValueError(f"{name} must be positive and finite, got {value!r}")
+            object.__setattr__(self, name, checks.positive(getattr(self, name), name))
         hidden = self.hidden
         if isinstance(hidden, (str, bytes)) or not isinstance(hidden, (tuple, list)):
             raise TypeError(f"hidden must be a tuple of ints, got {hidden!r}")

@@ -19,7 +19,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from helpers import cache, data, models, seeding
+from helpers import cache, checks, data, models, seeding
 
 #: Bump when a change to this module would change the weights it produces.
 TRAINING_CODE_VERSION = "1"
@@ -50,33 +50,15 @@ class TrainConfig:
     bias_init: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("learning_rate", "epsilon"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise TypeError(f"{name} must be a float, got {value!r}")
-            if not (np.isfinite(value) and value > 0):
-                raise ValueError(f"{name} must be positive and finite, got {value!r}")
-        if isinstance(self.init_stddev, bool) or not isinstance(self.init_stddev, (int, float)):
-            raise TypeError(f"init_stddev must be a float, got {self.init_stddev!r}")
-        if not (np.isfinite(self.init_stddev) and self.init_stddev > 0):
-            raise ValueError(f"init_stddev must be positive and finite, got {self.init_stddev!r}")
-        if isinstance(self.bias_init, bool) or not isinstance(self.bias_init, (int, float)):
-            raise TypeError(f"bias_init must be a float, got {self.bias_init!r}")
-        if not np.isfinite(self.bias_init):
-            raise ValueError(f"bias_init must be finite, got {self.bias_init!r}")
-        for name in ("beta_1", "beta_2", "dropout"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise TypeError(f"{name} must be a float, got {value!r}")
-            if not 0.0 <= value < 1.0:
-                raise ValueError(f"{name} must be in [0, 1), got {value!r}")
+        # Each field is stored as the plain Python type its check returns (a clean cache key).
+        fields = {name: checks.positive for name in ("learning_rate", "epsilon", "init_stddev")}
+        fields.update({name: checks.rate for name in ("beta_1", "beta_2", "dropout")})
+        fields["bias_init"] = checks.real
+        for name, check in fields.items():
+            object.__setattr__(self, name, check(getattr(self, name), name))
         for name in ("batch_size", "steps", "log_every", "seed"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise TypeError(f"{name} must be an int, got {value!r}")
-            if value < (0 if name == "seed" else 1):
-                raise ValueError(f"{name} must be {'>= 0' if name == 'seed' else 'positive'}, "
-                                 f"got {value!r}")
+            value = checks.integer(getattr(self, name), name, 0 if name == "seed" else 1)
+            object.__setattr__(self, name, value)
         for name, allowed in (("loss", _LOSSES), ("order", _ORDERS), ("dataset", _DATASETS)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")

@@ -77,7 +77,7 @@ def test_remove_from_inverse_is_the_inverse_of_the_rest():
 def test_sequential_path_is_the_brute_force_greedy():
     h, u = _quadratic(d=6, seed=4)
     path = obs.prune_path(u, np.linalg.inv(h), list(range(7)))
-    removed, w = [], u.copy()
+    removed = []
     for step in range(6):
         # Brute force: which extra deletion raises the constrained minimum least?
         options = [(_constrained_minimum(h, u, removed + [q])[0], q)

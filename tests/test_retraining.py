@@ -188,7 +188,7 @@ def test_freeze_pruned_nests_masks():
 
 @pytest.mark.parametrize("kwargs, error, word", [
     (dict(method="fisher"), ValueError, "method"),
-    (dict(sparsities=()), TypeError, "sparsities"),
+    (dict(sparsities=()), ValueError, "sparsities"),
     (dict(sparsities=(0.5, 0.4)), ValueError, "increasing"),
     (dict(sparsities=(0.5, 1.5)), ValueError, "sparsities"),
     (dict(steps_per_round=0), ValueError, "steps_per_round"),

@@ -1,0 +1,76 @@
+"""The shared argument checks (helpers.checks) and pruning's list checks."""
+
+import numpy as np
+import pytest
+
+from helpers import checks, pruning
+
+
+@pytest.mark.parametrize("value,low,error", [
+    (True, 1, TypeError), (1.0, 1, TypeError), ("3", 1, TypeError),
+    (0, 1, ValueError), (-1, 0, ValueError)])
+def test_integer_refuses(value, low, error):
+    with pytest.raises(error, match="width"):
+        checks.integer(value, "width", low)
+
+
+def test_integer_accepts_numpy_ints_and_returns_python_ints():
+    value = checks.integer(np.int64(3), "width")
+    assert value == 3 and type(value) is int
+    assert checks.integer(0, "seed", 0) == 0
+
+
+@pytest.mark.parametrize("check,value,error", [
+    (checks.positive, 0.0, ValueError), (checks.positive, float("inf"), ValueError),
+    (checks.positive, True, TypeError), (checks.real, float("nan"), ValueError),
+    (checks.rate, 1.0, ValueError), (checks.rate, float("nan"), ValueError),
+    (checks.rate, "0.5", TypeError)])
+def test_float_checks_refuse(check, value, error):
+    with pytest.raises(error, match="lr"):
+        check(value, "lr")
+
+
+def test_float_checks_return_python_floats():
+    for check, value in ((checks.positive, np.float32(0.5)), (checks.real, -2),
+                         (checks.rate, np.float64(0.0))):
+        assert type(check(value, "x")) is float
+
+
+@pytest.mark.parametrize("array,error", [
+    (np.array([True]), TypeError), (np.array(["a"]), TypeError),
+    (np.zeros(0), ValueError), (np.array([1.0, np.nan]), ValueError)])
+def test_numbers_refuses(array, error):
+    with pytest.raises(error, match="scores"):
+        checks.numbers(array, "scores")
+
+
+def test_numbers_may_allow_nan():
+    out = checks.numbers([1.0, np.nan], "scores", finite=False)
+    assert out.shape == (2,)
+
+
+@pytest.mark.parametrize("fractions,order,error", [
+    ((0.5, 0.4), "non-decreasing", ValueError), ((0.5, 0.5), "increasing", ValueError),
+    ((), "any", ValueError), ("0.5", "any", TypeError), ((0.5, 1.5), "any", ValueError)])
+def test_check_fractions_refuses(fractions, order, error):
+    with pytest.raises(error, match="levels"):
+        pruning.check_fractions(fractions, order, name="levels")
+
+
+def test_check_fractions_orders():
+    assert pruning.check_fractions((0.5, 0.5), "non-decreasing") == [0.5, 0.5]
+    assert pruning.check_fractions((0.9, 0.1)) == [0.9, 0.1]
+    with pytest.raises(ValueError, match="at least 2"):
+        pruning.check_fractions((0.5,), "increasing", at_least=2)
+
+
+def test_check_masks_accepts_bools_and_names_the_bad_array():
+    weights = [np.zeros((2, 2)), np.zeros(2)]
+    out = pruning.check_masks([np.ones((2, 2), bool), np.array([0, 1])], weights)
+    assert [m.dtype for m in out] == [np.float32, np.float32]
+    with pytest.raises(ValueError, match=r"keep\[1\]"):
+        pruning.check_masks([np.ones((2, 2)), np.array([0.5, 1])], weights, name="keep")
+    with pytest.raises(ValueError, match=r"keep\[0\]"):
+        pruning.check_masks([np.ones(4), np.ones(2)], weights, name="keep")
+    with pytest.raises(TypeError, match="keep"):
+        pruning.check_masks(np.ones(4), weights, name="keep")
