@@ -38,9 +38,10 @@ TOC = ROOT / "_toc.yml"
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 
-# The page shown in the README screenshot; switch to a chapter once one exists,
-# e.g. "notebooks/01_taylor_expansion.html".
-SCREENSHOT_PAGE = "book/notation.html"
+# A page full of equations, opened straight from disk by the file:// test.
+MATH_PAGE = "book/notation.html"
+# The view shown in the README: the post's published OBD curve beside the two reruns.
+SCREENSHOT_PAGE = "notebooks/08_side_by_side.html#obd-all-layers"
 SCREENSHOT = ROOT / "_build" / "screenshot.png"
 SCREENSHOT_COPY = ROOT / "book" / "images" / "screenshot.png"
 
@@ -332,6 +333,11 @@ def test_page_over_http(driver, server, page):
     broken = broken_internal_links(page, hrefs)
     assert not broken, f"{page}: broken internal links: {broken}"
 
+    clipped = driver.execute_script(
+        "return Array.from(document.querySelectorAll('div.cell_input pre'))"
+        ".filter(p => p.scrollWidth > p.clientWidth + 1).map(p => p.textContent.slice(0, 60))")
+    assert not clipped, f"{page}: code cells that scroll sideways, hiding code: {clipped}"
+
     source = (HTML / page).read_text(encoding="utf-8")
     if 'class="math' in source:
         assert math["containers"] > 0, f"{page}: has math but no MathJax output"
@@ -344,7 +350,7 @@ def test_front_page_redirects_to_the_intro(driver, server):
 
 def test_math_page_over_file_url(driver, built):
     """The book opened straight from disk (no server) must render its equations too."""
-    page = SCREENSHOT_PAGE
+    page = MATH_PAGE
     math = check_page(driver, (built / page).as_uri(), page)
     assert math["status"] == "typeset" and math["containers"] > 0, f"{page} over file://: {math}"
 
