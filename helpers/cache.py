@@ -68,17 +68,23 @@ def fetch(
     build: Callable[[], dict[str, np.ndarray]],
     *,
     version: str,
+    use_cache: bool = True,
 ) -> dict[str, np.ndarray]:
     """Return the cached arrays for ``(kind, config, version)``, building them if needed.
 
     Appendix / Chapter 'Training the two networks'.  ``build()`` is called
     only when no valid entry exists, and must return a dict mapping names to
-    numpy arrays (no object dtype).  Nothing is printed, hit or miss.
+    numpy arrays (no object dtype).  Nothing is printed, hit or miss.  With
+    ``use_cache=False`` the cache is neither read nor written: ``build()`` runs.
     """
     _check_kind(kind)
     if not callable(build):
         raise TypeError(f"build must be callable, got {type(build).__name__}")
     _check_version(version)
+    if not isinstance(use_cache, bool):
+        raise TypeError(f"use_cache must be a bool, got {use_cache!r}")
+    if not use_cache:
+        return _checked_result(build())
     identity = {"kind": kind, "config": _plain_config(config), "version": version}
     path = _entry_path(identity)
     path.parent.mkdir(parents=True, exist_ok=True)

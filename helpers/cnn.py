@@ -110,12 +110,8 @@ def train_cnn(config: CnnConfig | None = None, *, use_cache: bool = True) -> Tra
     config = CnnConfig() if config is None else config
     if not isinstance(config, CnnConfig):
         raise TypeError(f"config must be a CnnConfig, got {type(config).__name__}")
-    if not isinstance(use_cache, bool):
-        raise TypeError(f"use_cache must be a bool, got {use_cache!r}")
-    if not use_cache:
-        return _unpack(config, _train_arrays(config))
     arrays = cache.fetch("cnn", config.to_dict(), lambda: _train_arrays(config),
-                         version=CNN_CODE_VERSION)
+                         version=CNN_CODE_VERSION, use_cache=use_cache)
     return _unpack(config, arrays)
 
 

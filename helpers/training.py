@@ -118,10 +118,8 @@ def train_model(config: TrainConfig | None = None, *, use_cache: bool = True) ->
     config = TrainConfig() if config is None else config
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
-    if not use_cache:
-        return _unpack(config, _train_arrays(config))
     arrays = cache.fetch("model", config.to_dict(), lambda: _train_arrays(config),
-                         version=TRAINING_CODE_VERSION)
+                         version=TRAINING_CODE_VERSION, use_cache=use_cache)
     return _unpack(config, arrays)
 
 

@@ -184,6 +184,17 @@ def test_damaged_entry_warns_and_is_rebuilt(damage, problem: str) -> None:
     assert_same_arrays(again, rebuilt)
 
 
+def test_use_cache_false_builds_every_time_and_writes_nothing() -> None:
+    build = Builder()
+    first = fetch("a", {"i": 1}, build, version="1", use_cache=False)
+    second = fetch("a", {"i": 1}, build, version="1", use_cache=False)
+    assert build.calls == 2 and entry_files("a") == []
+    assert_same_arrays(first, second)
+    with pytest.raises(TypeError, match="use_cache"):
+        fetch("a", {"i": 1}, build, version="1", use_cache="no")
+    assert build.calls == 2
+
+
 def test_clear_cache_counts_entries() -> None:
     build = Builder()
     fetch("a", {"i": 1}, build, version="1")
