@@ -62,6 +62,13 @@ def cache_dir() -> Path:
     return root
 
 
+def has(kind: str, config: Mapping[str, Any], *, version: str) -> bool:
+    """Whether an entry for ``(kind, config, version)`` is on disk (``fetch`` still verifies it)."""
+    _check_kind(kind)
+    _check_version(version)
+    return _entry_path({"kind": kind, "config": _plain_config(config), "version": version}).exists()
+
+
 def fetch(
     kind: str,
     config: Mapping[str, Any],

@@ -37,7 +37,7 @@ def post_models(variant: str = "plain", seeds: Sequence[int] = SEEDS) -> list[tr
     """One trained (or cached) network per seed."""
     if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Sequence) or len(seeds) == 0:
         raise ValueError(f"seeds must be a non-empty sequence of ints, got {seeds!r}")
-    return [training.train_model(post_config(variant, seed)) for seed in seeds]
+    return training.train_models([post_config(variant, seed) for seed in seeds])
 
 
 def sweep_over_seeds(trained: Sequence[training.TrainedModel], method: str, scope: str,

@@ -65,5 +65,6 @@ def post_models(variant: str = "plain", seeds: Sequence[int] = experiments.SEEDS
     if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Sequence) or len(seeds) == 0:
         raise ValueError(f"seeds must be a non-empty sequence of ints, got {seeds!r}")
     init_stddev, bias_init = check_init(init_stddev, bias_init)
-    configs = [experiments.post_config(variant, seed) for seed in seeds]
-    return [train_model(c, init_stddev, bias_init) for c in configs]
+    return training.train_models([
+        dataclasses.replace(experiments.post_config(variant, seed), init_stddev=init_stddev,
+                            bias_init=bias_init) for seed in seeds])

@@ -10,9 +10,12 @@ model when one exists for the same configuration and code version.
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
+import multiprocessing
 import os
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import keras
@@ -121,6 +124,35 @@ def train_model(config: TrainConfig | None = None, *, use_cache: bool = True) ->
     arrays = cache.fetch("model", config.to_dict(), lambda: _train_arrays(config),
                          version=TRAINING_CODE_VERSION, use_cache=use_cache)
     return _unpack(config, arrays)
+
+
+def train_models(configs: Sequence[TrainConfig], *,
+                 processes: int | None = None) -> list[TrainedModel]:
+    """``[train_model(c) for c in configs]``, training the ones the cache lacks side by side.
+
+    Chapter "Training the two networks". One training run keeps about one core busy, so
+    each missing network trains in a process of its own, at most ``processes`` at a time
+    (default: one per CPU core). The weights are the ones ``train_model`` gives in this
+    process: every run seeds itself from its configuration. Nothing is printed.
+    """
+    if isinstance(configs, (str, bytes)) or not isinstance(configs, Sequence):
+        raise TypeError(f"configs must be a sequence of TrainConfig, got {configs!r}")
+    for i, config in enumerate(configs):
+        if not isinstance(config, TrainConfig):
+            raise TypeError(f"configs[{i}] must be a TrainConfig, got {type(config).__name__}")
+    processes = checks.integer((os.cpu_count() or 1) if processes is None else processes, "processes")
+    missing = [c for c in dict.fromkeys(configs)
+               if not cache.has("model", c.to_dict(), version=TRAINING_CODE_VERSION)]
+    if len(missing) > 1 and processes > 1:
+        spawn = multiprocessing.get_context("spawn")  # TensorFlow does not survive a fork
+        with concurrent.futures.ProcessPoolExecutor(min(processes, len(missing)), mp_context=spawn) as pool:
+            list(pool.map(_train_and_cache, missing))
+    return [train_model(c) for c in configs]
+
+
+def _train_and_cache(config: TrainConfig) -> None:
+    """Worker of ``train_models``: train ``config`` into the cache (the parent loads it)."""
+    train_model(config)
 
 
 def _build(config: TrainConfig) -> keras.Sequential:

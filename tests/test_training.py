@@ -99,6 +99,26 @@ def test_cache_hit_skips_training_and_rebuilds_a_damaged_entry(isolated_cache, m
     assert digest(rebuilt.model.get_weights()) == digest(first.model.get_weights())
 
 
+def test_train_models_in_worker_processes_gives_the_same_weights(isolated_cache):
+    configs = [training.TrainConfig(seed=s, **SHORT) for s in (3, 4)]
+    here = [digest(training.train_model(c, use_cache=False).model.get_weights()) for c in configs]
+    assert not any(cache.has("model", c.to_dict(), version=training.TRAINING_CODE_VERSION)
+                   for c in configs)
+    parallel = training.train_models(configs + configs[:1], processes=2)  # a repeat trains once
+    assert len(list((isolated_cache / "model").glob("*.npz"))) == 2
+    assert [digest(t.model.get_weights()) for t in parallel] == here + here[:1]
+
+
+def test_train_models_checks_arguments(isolated_cache):
+    with pytest.raises(TypeError, match="configs"):
+        training.train_models(training.TrainConfig())
+    with pytest.raises(TypeError, match=r"configs\[1\]"):
+        training.train_models([training.TrainConfig(), "plain"])
+    with pytest.raises(ValueError, match="processes"):
+        training.train_models([training.TrainConfig()], processes=0)
+    assert not isolated_cache.exists() or not list(isolated_cache.rglob("*.npz"))
+
+
 def test_config_validation():
     with pytest.raises(ValueError, match="learning_rate"):
         training.TrainConfig(learning_rate=-1.0)
