@@ -36,13 +36,15 @@ book: setup mathjax
 	$(VENV)/bin/jupyter-book build . -W -n --keep-going --all
 
 # Unit tests; the notebooks twice (the first run trains whatever the cache lacks, the
-# second runs warm with oneDNN off, a stand-in for another CPU's floating point);
+# second runs warm with oneDNN off, a stand-in for another CPU's floating point, and
+# with the ambient settings a reader's shell may hold: a non-inline MPLBACKEND and the
+# C locale, so chapters must print and draw the same whatever they say);
 # then the book and the browser test.
 NBVAL := $(VENV)/bin/pytest --nbval --nbval-current-env notebooks
 test: setup
 	$(VENV)/bin/pytest tests --ignore=tests/test_book.py
 	$(NBVAL)
-	TF_ENABLE_ONEDNN_OPTS=0 $(NBVAL)
+	TF_ENABLE_ONEDNN_OPTS=0 MPLBACKEND=Agg LC_ALL=C $(NBVAL)
 	$(MAKE) book
 	$(VENV)/bin/pytest tests/test_book.py
 
