@@ -1,200 +1,401 @@
-"""Benchmarks of the book's claims about cost, measured side by side in one process.
+"""Benchmarks of the book's claims about cost, each against the fastest idiomatic baseline.
 
 Usage:
     python benchmarks/run.py [--quick] [--write book/benchmarks_table.md]
 
-Every comparison times both sides in the same run, interleaved, and keeps the
-best of ``--repeats`` runs, so the printed ratios hold on a busy machine better
-than absolute times do. Sections:
+Each comparison is built as data first (``Workload``: the function whose call is
+timed, the prepared inputs it reads, its batch size and how much work it does),
+so that ``tests/test_benchmarks.py`` can check that both sides do the same work
+without timing anything. Inputs are validated and converted to tensors once,
+before any timing; the first call of every function (tracing) is not timed;
+then the functions of a comparison are called in turn, ``repeats`` times, and
+each keeps its best time. Sections (appendix "Benchmarks"):
 
-1. Second derivatives of the post's network over the 60,000 training images,
-   against one gradient pass at the same batch size (target: exact <= 3x).
-2. A 100-level pruning sweep on the 10,000 test images (target: < 5 s), against
-   a naive loop (sort and ``model.evaluate`` per level).
-3. The post's 50,001-step training loop against Keras ``model.fit`` on the same
-   configuration (timed on ``--train-steps`` steps; target: ratio <= 1).
+1. Second derivatives of the post's network, against a compiled ``tf.function``
+   computing the gradient of the Keras model's mean loss, same batches.
+2. A pruning sweep over many sparsity levels, against sorting once and
+   evaluating each level with a compiled ``tf.function``.
+3. Training steps of ``helpers.training``, against Keras ``model.fit`` running
+   the same number of steps on the same tensors.
+
+``--quick`` times the same rows at smaller sizes (``SIZES``).
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import platform
 import sys
 import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+# helpers first: importing it loads TensorFlow with its C++ start-up log silenced.
+from helpers import data, hessian, models, network, pruning, saliency, seeding, training  # noqa: E402, I001
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from helpers import data, experiments, hessian, models, pruning, saliency, seeding, training  # noqa: E402
+#: Batches of (inputs, labels) tensors, made once before timing.
+Batches = tuple[tuple[tf.Tensor, tf.Tensor], ...]
 
 
-def best_of(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+@dataclass(frozen=True)
+class Sizes:
+    """How big each comparison is; ``--quick`` and the full run differ only here."""
+
+    images: int          # training images for second derivatives
+    batch_size: int      # their batch size
+    naive_hvps: int      # Hessian-vector products timed for the naive row
+    levels: int          # sparsity levels of the sweep (on the 10,000 test images)
+    train_images: int    # training images for section 3 (a multiple of 64: full batches only)
+    train_epochs: int    # epochs of section 3
+    repeats: int         # best of this many, sections 1 and 2
+    train_repeats: int   # best of this many, section 3
 
 
-def interleaved(fns: dict, repeats: int) -> dict[str, float]:
-    """Best time of each function, calling them in turn ``repeats`` times."""
-    for fn in fns.values():  # warm up (tracing, caches)
-        fn()
-    best = {name: float("inf") for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            best[name] = min(best[name], time.perf_counter() - start)
-    return best
+SIZES = {
+    "quick": Sizes(images=10_000, batch_size=2048, naive_hvps=3, levels=25, train_images=54_976,
+                   train_epochs=2, repeats=3, train_repeats=2),
+    "full": Sizes(images=60_000, batch_size=2048, naive_hvps=3, levels=100, train_images=54_976,
+                  train_epochs=10, repeats=5, train_repeats=3),
+}
+TRAIN_BATCH = 64
 
 
-def gradient_pass(model: keras.Model, batch_size: int):
-    """One pass of mean-loss gradients over the data, in the same in-graph loop."""
-    chain = hessian.network.dense_chain(model)
-    kernels, biases = hessian._parameters(chain)
+@dataclass(frozen=True)
+class Workload:
+    """One row of a comparison: ``run()`` is the timed region."""
 
-    def step(x, y, kernels, biases):  # defined once per model: one compiled loop each
+    label: str
+    run: Callable[[], object]
+    inputs: object       # the prepared data ``run`` reads (the same object on both sides)
+    batch_size: int
+    work: int            # units of work per call: images, levels or steps
+    scale: float = 1.0   # the row's time is the timed call's times this (extrapolated rows)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Workloads timed against each other; ratios are to the fastest baseline."""
+
+    title: str
+    timed: str           # what every timed region contains, for the table
+    unit: str            # what ``Workload.work`` counts
+    baselines: tuple[Workload, ...]
+    methods: tuple[Workload, ...]
+    repeats: int
+
+    @property
+    def workloads(self) -> tuple[Workload, ...]:
+        return self.baselines + self.methods
+
+
+def prepare_batches(model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int) -> Batches:
+    """Validate once and cut into tensor batches: what every timed region of section 1 reads."""
+    chain = network.dense_chain(model)
+    x, y = network.check_xy(x, y, chain.input_width, chain.n_classes)
+    return tuple((tf.constant(x[i:i + batch_size]), tf.constant(y[i:i + batch_size]))
+                 for i in range(0, len(x), batch_size))
+
+
+def _n_images(batches: Batches) -> int:
+    return sum(int(xb.shape[0]) for xb, _ in batches)
+
+
+# --- 1. Second derivatives --------------------------------------------------------------------
+
+def gradient_pass(model: keras.Model, batches: Batches) -> Callable[[], list[np.ndarray]]:
+    """The baseline: mean-loss gradient of the Keras model, one compiled call per batch."""
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    weights = model.trainable_weights
+
+    @tf.function
+    def add_gradient(totals, xb, yb):
         with tf.GradientTape() as tape:
-            tape.watch(kernels + biases)
-            logits = hessian._forward(x, kernels, biases)[2]
-            loss = tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits))
-        grads = tape.gradient(loss, kernels + biases)
-        return list(zip(grads[:len(kernels)], grads[len(kernels):]))
+            loss = loss_fn(yb, model(xb, training=False))
+        n = tf.cast(tf.shape(xb)[0], tf.float32)
+        return [t + g * n for t, g in zip(totals, tape.gradient(loss, weights))]
 
-    def run(x, y):
-        xs, ys = hessian.network.check_xy(x, y, chain.input_width, chain.n_classes)
-        totals = hessian._accumulate(step, xs, ys, batch_size, list(kernels), list(biases))
-        return [t.numpy() for pair in totals for t in pair]
+    n_images = _n_images(batches)
+
+    def run() -> list[np.ndarray]:
+        totals = [tf.zeros_like(w) for w in weights]
+        for xb, yb in batches:
+            totals = add_gradient(totals, xb, yb)
+        return [t.numpy() / n_images for t in totals]
 
     return run
 
 
-def second_derivatives(model, x, y, batch_size: int, repeats: int) -> list[tuple[str, float, float]]:
-    grad = gradient_pass(model, batch_size)
-    fns = {"gradient pass": lambda: grad(x, y)}
-    for method in ("exact", "lecun", "fisher", "row_sum"):
-        fns[method] = (lambda m: lambda: hessian.hessian_diagonal(model, x, y, m, batch_size))(method)
-    best = interleaved(fns, repeats)
-    # The naive way: one Hessian-vector product per parameter, timed on a sample.
+_DIAGONAL_STEPS = {"exact": hessian._exact_batch, "lecun": hessian._lecun_batch,
+                   "fisher": hessian._fisher_batch}
+
+
+def diagonal_pass(model: keras.Model, batches: Batches, method: str) -> Callable[[], list[np.ndarray]]:
+    """``hessian.hessian_diagonal`` from prepared batches: its compiled step per batch, no checks."""
+    chain = network.dense_chain(model)
+    n_images = _n_images(batches)
+    if method == "row_sum":
+        ones = [tf.ones_like(v) for v in model.trainable_weights]
+        return lambda: hvp_pass(model, batches, ones, n_images)
+    kernels, biases = hessian._parameters(chain)
+    step_and_add = hessian._step_and_add(_DIAGONAL_STEPS[method])
+
+    def run() -> list[np.ndarray]:
+        totals = [(tf.zeros_like(w), tf.zeros_like(b)) for w, b in zip(kernels, biases)]
+        for xb, yb in batches:
+            totals = step_and_add(totals, xb, yb, kernels, biases)
+        return [t.numpy() / np.float32(n_images) for t in hessian._align(chain, totals)]
+
+    return run
+
+
+def hvp_pass(model: keras.Model, batches: Batches, vectors: list[tf.Tensor],
+             n_images: int) -> list[np.ndarray]:
+    """``hessian.hessian_vector_product`` (and ``hessian_row_sums``) from prepared batches."""
+    totals = [np.zeros(v.shape, np.float64) for v in vectors]
+    for xb, yb in batches:
+        for i, part in enumerate(hessian._hvp_sum(model, xb, yb, vectors)):
+            totals[i] += part.numpy()
+    return [(t / n_images).astype(np.float32) for t in totals]
+
+
+def second_derivatives(model: keras.Model, batches: Batches, sizes: Sizes) -> Comparison:
+    n_images = _n_images(batches)
+    batch = sizes.batch_size
+    baseline = Workload("gradient pass (tf.function on the Keras model)", gradient_pass(model, batches),
+                        batches, batch, n_images)
+    methods = [Workload(method, diagonal_pass(model, batches, method), batches, batch, n_images)
+               for method in hessian.METHODS]
+    # The naive way: one Hessian-vector product per parameter, timed on a few.
     n_params = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
-    weights = model.get_weights()
-    sample = 3
+    units = []
+    for k in range(sizes.naive_hvps):
+        e = [np.zeros(w.shape, np.float32) for w in model.trainable_weights]
+        e[0].flat[k] = 1.0
+        units.append([tf.constant(a) for a in e])
 
-    def naive_sample():
-        for k in range(sample):
-            e = [np.zeros_like(w) for w in weights]
-            e[0].flat[k] = 1.0
-            hessian.hessian_vector_product(model, x, y, e, batch_size)
+    def naive() -> None:
+        for v in units:
+            hvp_pass(model, batches, v, n_images)
 
-    naive = best_of(naive_sample, 1) / sample * n_params
-    rows = [(name, t, t / best["gradient pass"]) for name, t in best.items()]
-    rows.append((f"naive: one HVP per parameter ({n_params:,} HVPs, extrapolated from {sample})",
-                 naive, naive / best["gradient pass"]))
-    return rows
+    methods.append(Workload(f"naive: one HVP per parameter ({n_params:,} HVPs, timed on "
+                            f"{sizes.naive_hvps})", naive, batches, batch, n_images,
+                            scale=n_params / sizes.naive_hvps))
+    return Comparison(
+        title=f"1. Second derivatives of the post's network over {n_images:,} training images, "
+              f"batch {batch}",
+        timed="one pass over tensor batches made before timing: per batch one compiled call "
+              "(baseline: Keras forward pass, mean cross-entropy, gradient; methods: the "
+              "`helpers.hessian` step) added to running totals, then the totals to NumPy",
+        unit="image", baselines=(baseline,), methods=tuple(methods), repeats=sizes.repeats)
 
 
-def sweep_vs_naive(model, x_test, y_test, levels: int, naive_levels: int) -> list[tuple[str, float, float]]:
-    scores = saliency.saliency(model, "magnitude")
-    fractions = np.linspace(0.0, 0.99, levels)
-    model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+# --- 2. Pruning sweep -------------------------------------------------------------------------
 
-    def fast():
-        pruning.sweep(model, scores, fractions, x_test, y_test)
+def sweep_vectorised(model: keras.Model, scores: list[np.ndarray], fractions: list[float],
+                     test: tuple[tf.Tensor, tf.Tensor]) -> Callable[[], np.ndarray]:
+    """``pruning.sweep`` (global scope) from checked scores and test tensors: sort once, one graph."""
+    chain = network.dense_chain(model)
 
-    def naive():
+    def run() -> np.ndarray:
+        ranks = pruning._ranks(scores, "global")
+        ks = np.asarray(pruning._ks(scores, fractions, "global"), np.int32)
+        acc = pruning._sweep_graph(tuple(tf.constant(w) for w in chain.weights()),
+                                   tuple(tf.constant(r) for r in ranks), tf.constant(ks),
+                                   *test, chain.layout)
+        return acc.numpy().astype(np.float64)
+
+    return run
+
+
+def sweep_loop(model: keras.Model, scores: list[np.ndarray], fractions: list[float],
+               test: tuple[tf.Tensor, tf.Tensor]) -> Callable[[], np.ndarray]:
+    """The baseline: sort once, then per level mask the weights and evaluate a compiled accuracy."""
+    @tf.function
+    def accuracy(x, y):
+        predicted = tf.argmax(model(x, training=False), axis=1, output_type=tf.int32)
+        return tf.reduce_mean(tf.cast(tf.equal(predicted, y), tf.float32))
+
+    def run() -> np.ndarray:
         original = model.get_weights()
-        flat = np.concatenate([s.ravel() for s in scores])
-        for f in fractions[:naive_levels]:
-            order = np.argsort(flat, kind="stable")
-            mask = np.ones(flat.size, np.float32)
-            mask[order[:pruning.n_pruned(f, flat.size)]] = 0
+        flat = np.concatenate([s.ravel().astype(np.float64) for s in scores])
+        order = np.argsort(flat, kind="stable")
+        out = []
+        for f in fractions:
+            keep = np.ones(flat.size, np.float32)
+            keep[order[:pruning.n_pruned(f, flat.size)]] = 0.0
             parts, start = [], 0
             for w in original:
-                parts.append(w * mask[start:start + w.size].reshape(w.shape))
+                parts.append(w * keep[start:start + w.size].reshape(w.shape))
                 start += w.size
             model.set_weights(parts)
-            model.evaluate(x_test, y_test, batch_size=1000, verbose=0)
+            out.append(float(accuracy(*test)))
         model.set_weights(original)
+        return np.asarray(out)
 
-    t_fast = best_of(fast, 3)
-    fast()
-    t_naive = best_of(naive, 1) * levels / naive_levels
-    return [(f"vectorised sweep, {levels} levels", t_fast, 1.0),
-            (f"naive loop, {levels} levels (timed on {naive_levels})", t_naive, t_naive / t_fast)]
+    return run
 
 
-def fit_steps(steps: int, n: int) -> int:
-    """Steps ``model.fit`` runs: whole epochs of ``n // 64`` batches (partial batch dropped)."""
-    per_epoch = -(-n // 64)
-    return steps if steps < per_epoch else -(-steps // (n // 64)) * per_epoch
+def sweep(model: keras.Model, scores: Sequence[np.ndarray], x_test: np.ndarray, y_test: np.ndarray,
+          sizes: Sizes) -> Comparison:
+    weights = network.dense_chain(model).weights()
+    fractions = list(np.linspace(0.0, 0.99, sizes.levels))
+    scores, fractions, _ = pruning.check_sweep(scores, weights, fractions, "global")
+    x, y = network.check_xy(x_test, y_test, int(x_test.shape[1]), len(weights[-1]))
+    test = (tf.constant(x), tf.constant(y))
+    n = sizes.levels
+    return Comparison(
+        title=f"2. Pruning sweep: {n} levels of global magnitude pruning, each evaluated on "
+              f"{len(x):,} test images",
+        timed="ranking the scores once and the accuracy of the network pruned at every level, "
+              "test images as tensors made before timing",
+        unit="level",
+        baselines=(Workload("sort once, evaluate each level (tf.function on the Keras model)",
+                            sweep_loop(model, scores, fractions, test), test, len(x), n),),
+        methods=(Workload("pruning.sweep (all levels in one graph)",
+                          sweep_vectorised(model, scores, fractions, test), test, len(x), n),),
+        repeats=sizes.repeats)
 
 
-def training_vs_fit(steps: int) -> list[tuple[str, float, float]]:
-    config = training.TrainConfig(steps=steps, log_every=steps)
-    (x, y), _ = data.load_post_split()
+# --- 3. Training ------------------------------------------------------------------------------
 
-    def ours():
-        training.train_model(config, use_cache=False)
-
-    def fit():
-        seeding.set_seed(0)
-        model = models.seed_mlp()
-        model.compile(optimizer=keras.optimizers.Adam(1e-4, epsilon=1e-8),
-                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True,
-                                                                      reduction="sum"))
-        per_epoch = len(x) // 64
-        model.fit(x, y, batch_size=64, epochs=-(-steps // per_epoch), steps_per_epoch=None,
-                  shuffle=True, verbose=0) if steps >= per_epoch else \
-            model.fit(x[:steps * 64], y[:steps * 64], batch_size=64, epochs=1, verbose=0)
-
-    best = interleaved({"ours": ours, "fit": fit}, 1)
-    return [(f"helpers.training, {steps:,} steps", best["ours"], 1.0),
-            (f"keras model.fit, {fit_steps(steps, len(x)):,} steps", best["fit"], best["fit"] / best["ours"])]
+def _compiled_twin(build: Callable[[], keras.Model], config: training.TrainConfig):
+    seeding.set_seed(config.seed)
+    model = build()
+    optimizer = keras.optimizers.Adam(learning_rate=config.learning_rate, beta_1=config.beta_1,
+                                      beta_2=config.beta_2, epsilon=config.epsilon)
+    return model, optimizer
 
 
-def table(title: str, rows, unit_name: str) -> str:
-    lines = [f"**{title}**", "", f"| what | time (s) | {unit_name} |", "|---|---:|---:|"]
-    lines += [f"| {name} | {t:.3f} | {ratio:.2f} |" for name, t, ratio in rows]
+def train_ours(build: Callable[[], keras.Model], train: tuple[tf.Tensor, tf.Tensor],
+               steps: int, config: training.TrainConfig) -> Callable[[], int]:
+    """``helpers.training``'s loop from tensors: ``config.log_every`` steps per compiled call."""
+    model, optimizer = _compiled_twin(build, config)
+    optimizer.build(model.trainable_variables)
+    run_chunk = training._make_chunk_runner(model, optimizer, *train, config.loss)
+    n = int(train[0].shape[0])
+
+    def run() -> int:
+        before = int(optimizer.iterations)
+        indices = training.batch_indices(n, config.batch_size, steps, "shuffle", config.seed)
+        for start in range(0, steps, config.log_every):
+            run_chunk(tf.constant(indices[start:start + config.log_every]))
+        return int(optimizer.iterations) - before
+
+    return run
+
+
+def train_fit(build: Callable[[], keras.Model], train: tuple[tf.Tensor, tf.Tensor], epochs: int,
+              config: training.TrainConfig, steps_per_execution: int = 1) -> Callable[[], int]:
+    """Keras ``model.fit`` on the same tensors, loss, optimiser and batch size."""
+    model, optimizer = _compiled_twin(build, config)
+    model.compile(optimizer=optimizer, steps_per_execution=steps_per_execution,
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=config.loss))
+
+    def run() -> int:
+        before = int(optimizer.iterations)
+        model.fit(*train, batch_size=config.batch_size, epochs=epochs, shuffle=True, verbose=0)
+        return int(optimizer.iterations) - before
+
+    return run
+
+
+def training_steps(build: Callable[[], keras.Model], x: np.ndarray, y: np.ndarray, epochs: int,
+                   repeats: int) -> Comparison:
+    config = training.TrainConfig(batch_size=TRAIN_BATCH)
+    if len(x) % TRAIN_BATCH:
+        raise ValueError(f"x must hold a multiple of {TRAIN_BATCH} images (full batches only), "
+                         f"got {len(x)}")
+    model = build()
+    x, y = network.check_xy(x, y, int(model.input_shape[1]), int(model.output_shape[1]))
+    train = (tf.constant(x), tf.constant(y))
+    per_epoch = len(x) // TRAIN_BATCH
+    steps = epochs * per_epoch
+    return Comparison(
+        title=f"3. Training the post's network: {steps:,} steps ({epochs} epochs of {len(x):,} "
+              f"images), batch {TRAIN_BATCH}, Adam, summed loss",
+        timed=f"{steps:,} optimiser steps with shuffling, from training tensors made before "
+              "timing, on a model already built and traced",
+        unit="step",
+        baselines=(Workload("keras model.fit", train_fit(build, train, epochs, config), train,
+                            TRAIN_BATCH, steps),
+                   Workload(f"keras model.fit, steps_per_execution={per_epoch}",
+                            train_fit(build, train, epochs, config, per_epoch), train, TRAIN_BATCH,
+                            steps)),
+        methods=(Workload(f"helpers.training ({config.log_every:,} steps per compiled call)",
+                          train_ours(build, train, steps, config), train, TRAIN_BATCH, steps),),
+        repeats=repeats)
+
+
+# --- timing and tables ------------------------------------------------------------------------
+
+def interleaved(workloads: Sequence[Workload], repeats: int) -> list[float]:
+    """Best time of each workload (times its ``scale``), calling them in turn ``repeats`` times."""
+    for w in workloads:  # warm up: tracing and caches
+        w.run()
+    best = [math.inf] * len(workloads)
+    for _ in range(repeats):
+        for i, w in enumerate(workloads):
+            start = time.perf_counter()
+            w.run()
+            best[i] = min(best[i], time.perf_counter() - start)
+    return [t * w.scale for t, w in zip(best, workloads)]
+
+
+PER_UNIT = {"image": ("µs per image", 1e6), "level": ("ms per level", 1e3), "step": ("ms per step", 1e3)}
+
+
+def table(comparison: Comparison, times: Sequence[float]) -> str:
+    reference = min(times[:len(comparison.baselines)])
+    per_name, factor = PER_UNIT[comparison.unit]
+    lines = [f"**{comparison.title}**", "",
+             f"Timed: {comparison.timed}. Best of {comparison.repeats}, interleaved.", "",
+             f"| what | time (s) | {per_name} | × fastest baseline |", "|---|---:|---:|---:|"]
+    for i, (w, t) in enumerate(zip(comparison.workloads, times)):
+        label = f"baseline: {w.label}" if i < len(comparison.baselines) else w.label
+        lines.append(f"| {label} | {t:.3f} | {t / w.work * factor:.3g} | {t / reference:.2f} |")
     return "\n".join(lines) + "\n"
+
+
+def comparisons(sizes: Sizes) -> list[Callable[[], Comparison]]:
+    """The three comparisons of a run, each built only when it is its turn."""
+    (x_train, y_train), (x_test, y_test) = data.load_mnist()
+    (x_post, y_post), _ = data.load_post_split()
+    model = training.train_model(training.TrainConfig()).model  # the post's plain network, seed 0
+    return [
+        lambda: second_derivatives(model, prepare_batches(model, x_train[:sizes.images],
+                                                          y_train[:sizes.images], sizes.batch_size),
+                                   sizes),
+        lambda: sweep(model, saliency.saliency(model, "magnitude"), x_test, y_test, sizes),
+        lambda: training_steps(models.seed_mlp,
+                               x_post[:sizes.train_images], y_post[:sizes.train_images],
+                               sizes.train_epochs, sizes.train_repeats),
+    ]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="fewer repeats and steps")
-    parser.add_argument("--repeats", type=int, default=None)
-    parser.add_argument("--batch-size", type=int, default=2048)
-    parser.add_argument("--train-steps", type=int, default=None)
+    parser.add_argument("--quick", action="store_true", help="the same rows at smaller sizes")
     parser.add_argument("--write", type=Path, default=None, help="also write the tables (Markdown) here")
     args = parser.parse_args()
-    repeats = args.repeats or (1 if args.quick else 3)
-    train_steps = args.train_steps or (2_000 if args.quick else 10_000)
+    sizes = SIZES["quick" if args.quick else "full"]
 
     seeding.set_seed(0)
-    (x_train, y_train), (x_test, y_test) = data.load_mnist()
-    model = experiments.post_models("plain", seeds=(0,))[0].model
-    header = (f"Measured on {platform.machine()} with {os.cpu_count()} cores, Python "
-              f"{platform.python_version()}, TensorFlow {tf.__version__}, Keras {keras.__version__}; "
-              f"best of {repeats}.\n")
-    parts = [header]
-    parts.append(table(f"1. Second derivatives of the post's network over {len(x_train):,} images, "
-                       f"batch {args.batch_size}", second_derivatives(model, x_train, y_train,
-                                                                      args.batch_size, repeats),
-                       "× one gradient pass"))
-    print(parts[-1], flush=True)
-    parts.append(table(f"2. Pruning sweep on {len(x_test):,} test images",
-                       sweep_vs_naive(model, x_test, y_test, 100, 10 if args.quick else 25),
-                       "× vectorised sweep"))
-    print(parts[-1], flush=True)
-    parts.append(table("3. Training the post's network (batch 64, Adam, summed loss)",
-                       training_vs_fit(train_steps), "× helpers.training"))
-    print(parts[-1], flush=True)
+    parts = [f"Measured on {platform.machine()} with {os.cpu_count()} cores, Python "
+             f"{platform.python_version()}, TensorFlow {tf.__version__}, Keras {keras.__version__} "
+             f"({'--quick' if args.quick else 'full run'}).\n"]
+    for build in comparisons(sizes):
+        comparison = build()
+        parts.append(table(comparison, interleaved(comparison.workloads, comparison.repeats)))
+        print(parts[-1], flush=True)
     if args.write:
         args.write.write_text("\n".join(parts))
         print(f"wrote {args.write}")
