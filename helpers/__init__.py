@@ -1,6 +1,31 @@
 """Helpers shared by every chapter of *Optimal Brain Damage, rerun*.
 
-Import the modules you need, e.g. ``from helpers import hessian, pruning``.
+Import the modules you need, e.g. ``from helpers import hessian, pruning`` or
+``from helpers.post import as_ran, networks``. What lives where, with the
+chapter that introduces it:
+
+``helpers``: the OBD library, reusable on any Keras MLP (and a small CNN).
+  ``data`` (offline MNIST, the post's split), ``models``, ``training``,
+  ``metrics``, ``cache`` (on-disk results; Appendix): "Training the two networks".
+  ``network`` (an MLP as a chain of Dense layers), ``hessian``: "Second
+  derivatives in practice". ``taylor``: "The Taylor expansion of the loss".
+  ``saliency``, ``pruning``, ``stats``: "Saliencies". ``retraining``: "Pruning
+  with retraining". ``surgeon`` (Optimal Brain Surgeon): "Optimal Brain Surgeon".
+  ``cnn``, ``conv_hessian``: "A convolutional network". ``checks`` (argument
+  checks), ``seeding`` and ``plotting`` serve every chapter.
+``helpers.post``: replicating the 2016 post.
+  ``networks`` (its networks, seeds and initial scale): "Training the two
+  networks". ``published`` (its published numbers), ``described`` (its runs as
+  described): "The five experiments, as the post describes them". ``as_ran``
+  (its runs as its code ran them) and ``checkpoints`` (the post's own trained
+  networks; public entry point ``helpers.checkpoints.load_post_network``): "As
+  the code ran". ``observations``: Part III, "Does magnitude pruning
+  collapse?" to "Does dropout pay off under heavy pruning?".
+``helpers.chapters``: code one chapter needs.
+  ``tiny`` (a network small enough for its full Hessian): "The Taylor expansion
+  of the loss" (reused by "Optimal Brain Surgeon"). ``explorer``: "Explore it
+  yourself".
+
 Importing the package loads TensorFlow once with its C++ start-up log (oneDNN
 and CPU-feature notices that no environment variable silences in TF 2.21)
 sent to /dev/null, so that notebook outputs hold only what the chapter prints.

@@ -23,7 +23,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from helpers import checks, cache, conv_hessian, data, experiments, network, pruning, seeding, training
+from helpers import cache, checks, conv_hessian, data, network, pruning, seeding, training
+from helpers.post import networks
 
 #: Bump when a change to this module would change the weights it produces.
 CNN_CODE_VERSION = "1"
@@ -115,7 +116,7 @@ def train_cnn(config: CnnConfig | None = None, *, use_cache: bool = True) -> Tra
     return _unpack(config, arrays)
 
 
-def cnn_models(seeds: Sequence[int] = experiments.SEEDS,
+def cnn_models(seeds: Sequence[int] = networks.SEEDS,
                config: CnnConfig | None = None) -> list[TrainedCnn]:
     """One trained (or cached) CNN per seed, all else as in ``config`` (default ``CnnConfig()``)."""
     if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Sequence) or len(seeds) == 0:

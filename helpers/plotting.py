@@ -13,15 +13,15 @@ import matplotlib as mpl
 import matplotlib.pyplot as plt
 import numpy as np
 
-from helpers import published
+from helpers.post import published
 
 METHOD_COLOURS = {
     "magnitude": "#1f77b4",
     "obd": "#d62728",
     "obd_lecun": "#ff7f0e",
     "fisher": "#9467bd",
-    "published_magnitude": "#17becf",
-    "published_obd": "#8c564b",
+    "asran_magnitude": "#17becf",
+    "asran_obd": "#8c564b",
     "obs": "#2ca02c",
     "published": "#000000",
 }
@@ -32,8 +32,8 @@ METHOD_NAMES = {
     "obd": "OBD (exact diagonal)",
     "obd_lecun": "OBD (LeCun diagonal)",
     "fisher": "OBD (Fisher diagonal)",
-    "published_magnitude": "as ran: most negative w",
-    "published_obd": "as ran: most negative H·1",
+    "asran_magnitude": "as ran: most negative w",
+    "asran_obd": "as ran: most negative H·1",
     "obs": "OBS",
 }
 

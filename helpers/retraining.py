@@ -28,7 +28,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from helpers import checks, cache, data, metrics, models, network, pruning, saliency, training
+from helpers import cache, checks, data, metrics, models, network, pruning, saliency, training
 
 #: Bump when a change to this module would change what it produces.
 RETRAINING_CODE_VERSION = "1"

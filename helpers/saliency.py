@@ -7,9 +7,9 @@ removes the parameters with the *lowest* scores first.
 - ``"obd"``: s_k = h_kk u_k^2 / 2 with the exact Hessian diagonal (LeCun et al. 1990).
 - ``"obd_lecun"``: the same with the paper's backpropagated diagonal.
 - ``"fisher"``: the same with the empirical Fisher diagonal.
-- ``"published_magnitude"``: u_k itself, so the most negative weights go first,
+- ``"asran_magnitude"``: u_k itself, so the most negative weights go first,
   as the post's "magnitude" scripts ran (chapter "As the code ran").
-- ``"published_obd"``: the Hessian row sums themselves, without u_k^2 / 2, so
+- ``"asran_obd"``: the Hessian row sums themselves, without u_k^2 / 2, so
   the most negative row sums go first, as the post's "OBD" scripts ran.
   ``scope`` picks the full Hessian (``"global"``, the all-layer scripts) or the
   variable's own block (``"layer"``, the layer-wise scripts).
@@ -22,7 +22,7 @@ import numpy as np
 
 from helpers import hessian, network
 
-METHODS = ("magnitude", "obd", "obd_lecun", "fisher", "published_magnitude", "published_obd")
+METHODS = ("magnitude", "obd", "obd_lecun", "fisher", "asran_magnitude", "asran_obd")
 _DIAGONAL = {"obd": "exact", "obd_lecun": "lecun", "fisher": "fisher"}
 
 
@@ -33,7 +33,7 @@ def saliency(model: keras.Model, method: str, x: np.ndarray | None = None,
 
     ``x`` and ``y`` (inputs and integer labels) are needed by every method but
     the two magnitude ones, which ignore them. ``scope`` matters only for
-    ``"published_obd"``.
+    ``"asran_obd"``.
     """
     if not isinstance(method, str) or method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
@@ -43,11 +43,11 @@ def saliency(model: keras.Model, method: str, x: np.ndarray | None = None,
     weights = chain.weights()
     if method == "magnitude":
         return [np.abs(w) for w in weights]
-    if method == "published_magnitude":
+    if method == "asran_magnitude":
         return [w.copy() for w in weights]
     if x is None or y is None:
         raise ValueError(f"x and y are required for method {method!r} (it needs second derivatives)")
-    if method == "published_obd":
+    if method == "asran_obd":
         return hessian.hessian_row_sums(model, x, y, scope=scope, batch_size=batch_size)
     diagonal = hessian.hessian_diagonal(model, x, y, method=_DIAGONAL[method], batch_size=batch_size)
     return [0.5 * h * np.square(w) for h, w in zip(diagonal, weights)]

@@ -32,10 +32,11 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
-from helpers import checks, cache, data, hessian, network, pruning, tiny, training
+from helpers import cache, checks, data, hessian, network, pruning, training
+from helpers.chapters import tiny
 
 #: Bump when a change to this module would change what it produces.
-OBS_CODE_VERSION = "1"
+SURGEON_CODE_VERSION = "1"
 
 
 def obs_saliencies(u: np.ndarray, h_inv: np.ndarray) -> np.ndarray:
@@ -306,7 +307,7 @@ def cached_layerwise_obs(trained: training.TrainedModel, fractions: Sequence[flo
         return arrays
 
     arrays = cache.fetch("obs_layerwise", config, build,
-                         version=f"{OBS_CODE_VERSION}-{training.TRAINING_CODE_VERSION}")
+                         version=f"{SURGEON_CODE_VERSION}-{training.TRAINING_CODE_VERSION}")
     n = len(trained.model.trainable_weights)
     return LayerwiseObs(np.asarray(fractions),
                         [[arrays[f"w{lv}_{j}"] for j in range(n)] for lv in range(len(fractions))],
@@ -315,7 +316,7 @@ def cached_layerwise_obs(trained: training.TrainedModel, fractions: Sequence[flo
 
 def cached_tiny_obs(config: tiny.TinyConfig, fractions: Sequence[float], *, curvature: str,
                     damping: float, block_size: int = 1) -> ObsPath:
-    """Full OBS of chapter 1's tiny network (``helpers.tiny``), all parameters pooled, cached.
+    """Full OBS of chapter 1's tiny network (``helpers.chapters.tiny``), all parameters pooled, cached.
 
     ``curvature="hessian"``: the brute-force Hessian ``tiny.tiny_hessian``;
     ``"gauss_newton"``: ``gauss_newton_matrix`` on the same training images.
@@ -343,7 +344,7 @@ def cached_tiny_obs(config: tiny.TinyConfig, fractions: Sequence[float], *, curv
                 "predicted": path.predicted, "order": path.order}
 
     arrays = cache.fetch("obs_tiny", key, build,
-                         version=f"{OBS_CODE_VERSION}-{tiny.TINY_CODE_VERSION}")
+                         version=f"{SURGEON_CODE_VERSION}-{tiny.TINY_CODE_VERSION}")
     return ObsPath(arrays["counts"], arrays["weights"], arrays["masks"], arrays["predicted"],
                    arrays["order"])
 
@@ -360,7 +361,7 @@ def tiny_curvature(config: tiny.TinyConfig, curvature: str) -> np.ndarray:
         return {"matrix": gauss_newton_matrix(tiny.train_tiny(config), x, y)}
 
     return cache.fetch("obs_tiny_gn", config.to_dict(), build,
-                       version=f"{OBS_CODE_VERSION}-{tiny.TINY_CODE_VERSION}")["matrix"]
+                       version=f"{SURGEON_CODE_VERSION}-{tiny.TINY_CODE_VERSION}")["matrix"]
 
 
 def unflatten(vector: np.ndarray, like: Sequence[np.ndarray]) -> list[np.ndarray]:

@@ -1,47 +1,48 @@
-"""helpers.asran_runs: the post's counting, packing, top_k ranking and TensorFlow 0.x row sums."""
+"""helpers.post.as_ran: the post's counting, packing, top_k ranking and TensorFlow 0.x row sums."""
 
 import numpy as np
 import pytest
 
 from conftest import small_data, small_mlp
-from helpers import asran_runs, hessian, metrics, pruning
+from helpers import hessian, metrics, pruning
+from helpers.post import as_ran
 
 SIZES = (6, 5, 4, 3)
 
 
 def test_counts_truncate_like_integer_division():
-    assert asran_runs.n_pruned_tf0(0.01, 50) == 0  # 1 * 50 / 100 = 0 in integers
-    assert asran_runs.n_pruned_tf0(0.02, 50) == 1
-    assert asran_runs.n_pruned_tf0(0.07, 47410) == 3318  # 3318.7 truncated
-    assert asran_runs.n_pruned_tf0(0.3, 47410) == 14223
-    assert asran_runs.n_pruned_tf0(1.0, 10) == 10
+    assert as_ran.n_pruned_tf0(0.01, 50) == 0  # 1 * 50 / 100 = 0 in integers
+    assert as_ran.n_pruned_tf0(0.02, 50) == 1
+    assert as_ran.n_pruned_tf0(0.07, 47410) == 3318  # 3318.7 truncated
+    assert as_ran.n_pruned_tf0(0.3, 47410) == 14223
+    assert as_ran.n_pruned_tf0(1.0, 10) == 10
     assert pruning.n_pruned(0.07, 47410) == 3319  # the book's own rule rounds
     with pytest.raises(ValueError):
-        asran_runs.n_pruned_tf0(1.5, 10)
+        as_ran.n_pruned_tf0(1.5, 10)
     with pytest.raises(ValueError):
-        asran_runs.n_pruned_tf0(0.5, -1)
+        as_ran.n_pruned_tf0(0.5, -1)
 
 
 def test_packed_positions():
     shapes = [(3, 2), (2,), (2, 2), (2,)]
-    first = asran_runs.packed_positions(shapes, "weights_first")
-    inter = asran_runs.packed_positions(shapes, "interleaved")
+    first = as_ran.packed_positions(shapes, "weights_first")
+    inter = as_ran.packed_positions(shapes, "interleaved")
     assert [p.tolist() for p in first] == [[[0, 1], [2, 3], [4, 5]], [10, 11], [[6, 7], [8, 9]], [12, 13]]
     assert [p.tolist() for p in inter] == [[[0, 1], [2, 3], [4, 5]], [6, 7], [[8, 9], [10, 11]], [12, 13]]
     for ps in (first, inter):
         assert sorted(np.concatenate([p.ravel() for p in ps]).tolist()) == list(range(14))
     with pytest.raises(ValueError, match="packing"):
-        asran_runs.packed_positions(shapes, "sideways")
+        as_ran.packed_positions(shapes, "sideways")
     with pytest.raises(ValueError, match="pairs"):
-        asran_runs.packed_positions([(3, 2)], "interleaved")
+        as_ran.packed_positions([(3, 2)], "interleaved")
 
 
 def test_masks_prune_most_negative_first_ties_by_index():
     scores = [np.array([[0.0, -3.0], [2.0, 0.0]]), np.array([-1.0, 5.0])]
-    masks = asran_runs.tf0_masks(scores, 0.5, "global")  # floor(0.5 * 6) = 3
+    masks = as_ran.tf0_masks(scores, 0.5, "global")  # floor(0.5 * 6) = 3
     assert masks[0].tolist() == [[0.0, 0.0], [1.0, 1.0]]  # -3, then the first of the zeros
     assert masks[1].tolist() == [0.0, 1.0]  # -1
-    layer = asran_runs.tf0_masks(scores, 0.5, "layer")  # 2 of 4 and 1 of 2
+    layer = as_ran.tf0_masks(scores, 0.5, "layer")  # 2 of 4 and 1 of 2
     assert layer[0].tolist() == [[0.0, 0.0], [1.0, 1.0]]
     assert layer[1].tolist() == [0.0, 1.0]
 
@@ -50,14 +51,14 @@ def test_nan_scores_are_pruned_in_packed_index_order():
     shapes = [(3, 2), (2,), (2, 2), (2,)]
     nan = [np.full(s, np.nan) for s in shapes]
     zero = [np.zeros(s) for s in shapes]
-    for packing in asran_runs.PACKINGS:
+    for packing in as_ran.PACKINGS:
         for fraction in (0.2, 0.5, 0.8):
-            a = asran_runs.tf0_masks(nan, fraction, "global", packing)
-            b = asran_runs.tf0_masks(zero, fraction, "global", packing)
+            a = as_ran.tf0_masks(nan, fraction, "global", packing)
+            b = as_ran.tf0_masks(zero, fraction, "global", packing)
             assert all(np.array_equal(x, y) for x, y in zip(a, b))
     # 8 of 14: the whole first kernel, then the next tensor in the packing.
-    first = asran_runs.tf0_masks(zero, 8 / 14, "global", "weights_first")
-    inter = asran_runs.tf0_masks(zero, 8 / 14, "global", "interleaved")
+    first = as_ran.tf0_masks(zero, 8 / 14, "global", "weights_first")
+    inter = as_ran.tf0_masks(zero, 8 / 14, "global", "interleaved")
     assert first[0].sum() == 0 and inter[0].sum() == 0
     assert first[2].ravel().tolist() == [0, 0, 1, 1] and first[1].tolist() == [1, 1]
     assert inter[1].tolist() == [0, 0] and inter[2].sum() == 4
@@ -75,8 +76,8 @@ def saturating_batch(n_sat=1):
 def test_tf0_row_sums_equal_exact_ones_on_unsaturated_data(scope):
     model = small_mlp(SIZES)
     x, y = small_data(SIZES, n=30)
-    assert not asran_runs.saturated(model, x).any()
-    ours = hessian.flatten(asran_runs.tf0_row_sums(model, x, y, scope))
+    assert not as_ran.saturated(model, x).any()
+    ours = hessian.flatten(as_ran.tf0_row_sums(model, x, y, scope))
     exact = hessian.flatten(hessian.hessian_row_sums(model, x, y, scope=scope)) * len(x)
     assert np.max(np.abs(ours - exact)) / np.max(np.abs(exact)) < 1e-4
 
@@ -85,9 +86,9 @@ def test_tf0_row_sums_equal_exact_ones_on_unsaturated_data(scope):
 def test_one_saturated_image_makes_every_row_sum_nan(scope):
     model = small_mlp(SIZES)
     x, y = saturating_batch()
-    sat = asran_runs.saturated(model, x)
+    sat = as_ran.saturated(model, x)
     assert sat[-1] and sat.sum() >= 1
-    sums = hessian.flatten(asran_runs.tf0_row_sums(model, x, y, scope))
+    sums = hessian.flatten(as_ran.tf0_row_sums(model, x, y, scope))
     assert np.isnan(sums).all()
     # Today's stable arithmetic has no such problem.
     assert np.isfinite(hessian.flatten(hessian.hessian_row_sums(model, x, y, scope=scope))).all()
@@ -98,11 +99,11 @@ def test_index_order_sweep_and_packings_agree_within_first_kernel():
     x, y = small_data(SIZES, n=50, seed=3)
     share = 30 / sum(w.size for w in model.get_weights())  # the first kernel is 6 x 5
     fractions = [0.0, share / 2, share, 0.9]
-    a = asran_runs.index_order_sweep(model, fractions, x, y, "global", "weights_first")
-    b = asran_runs.index_order_sweep(model, fractions, x, y, "global", "interleaved")
+    a = as_ran.index_order_sweep(model, fractions, x, y, "global", "weights_first")
+    b = as_ran.index_order_sweep(model, fractions, x, y, "global", "interleaved")
     assert np.array_equal(a[:3], b[:3])
     assert a[0] == pytest.approx(metrics.accuracy(model, x, y))
-    masks = asran_runs.tf0_masks([np.zeros_like(w) for w in model.get_weights()], share, "global")
+    masks = as_ran.tf0_masks([np.zeros_like(w) for w in model.get_weights()], share, "global")
     with pruning.pruned(model, masks):
         assert a[2] == pytest.approx(metrics.accuracy(model, x, y))
 
@@ -111,9 +112,9 @@ def test_magnitude_as_ran_prunes_negative_weights():
     model = small_mlp(SIZES)
     x, y = small_data(SIZES, n=50, seed=3)
     before = [w.copy() for w in model.get_weights()]
-    acc = asran_runs.magnitude_as_ran(model, [0.0, 0.3], x, y, "global")
+    acc = as_ran.magnitude_as_ran(model, [0.0, 0.3], x, y, "global")
     assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
-    masks = asran_runs.tf0_masks(before, 0.3, "global")
+    masks = as_ran.tf0_masks(before, 0.3, "global")
     pruned_values = np.concatenate([w[m == 0] for w, m in zip(before, masks)])
     kept_values = np.concatenate([w[m == 1] for w, m in zip(before, masks)])
     assert pruned_values.max() <= kept_values.min() and pruned_values.max() < 0
@@ -128,12 +129,12 @@ def test_obd_as_ran_on_saturated_pool_is_index_order():
     x_pool = 400 * x_pool  # every image saturates: every step ranks NaN
     fractions = [0.1, 0.3, 0.5]
     before = [w.copy() for w in model.get_weights()]
-    acc, tied = asran_runs.obd_as_ran(model, fractions, "global", x_pool, y_pool, x_test, y_test,
-                                      batch_size=8)
+    acc, tied = as_ran.obd_as_ran(model, fractions, "global", x_pool, y_pool, x_test, y_test,
+                                  batch_size=8)
     assert tied.all()
-    assert np.allclose(acc, asran_runs.index_order_sweep(model, fractions, x_test, y_test))
-    traced = asran_runs.obd_as_ran(model, fractions, "global", x_pool, y_pool, x_test, y_test,
-                                   batch_size=8, trace=True)
+    assert np.allclose(acc, as_ran.index_order_sweep(model, fractions, x_test, y_test))
+    traced = as_ran.obd_as_ran(model, fractions, "global", x_pool, y_pool, x_test, y_test,
+                               batch_size=8, trace=True)
     assert np.array_equal(traced["accuracy"], acc) and traced["restore_tied"][0]
     assert traced["carried"][0] == 0  # NaN both times: the same indices come back
     assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
@@ -143,14 +144,14 @@ def test_obd_as_ran_exact_without_carry_over_is_one_shot():
     model = small_mlp(SIZES)
     x_test, y_test = small_data(SIZES, n=60, seed=5)
     x_pool, y_pool = small_data(SIZES, n=64, seed=6)
-    acc, tied = asran_runs.obd_as_ran(model, [0.2], "layer", x_pool, y_pool, x_test, y_test,
-                                      batch_size=64, carry_over=False, arithmetic="exact")
+    acc, tied = as_ran.obd_as_ran(model, [0.2], "layer", x_pool, y_pool, x_test, y_test,
+                                  batch_size=64, carry_over=False, arithmetic="exact")
     assert not tied.any()
-    traced = asran_runs.obd_as_ran(model, [0.2, 0.4], "layer", x_pool, y_pool, x_test, y_test,
-                                   batch_size=16, trace=True)
+    traced = as_ran.obd_as_ran(model, [0.2, 0.4], "layer", x_pool, y_pool, x_test, y_test,
+                               batch_size=16, trace=True)
     assert traced["carried"][0] >= 0 and traced["carried"].dtype.kind == "i"
     scores = hessian.hessian_row_sums(model, x_pool, y_pool, scope="layer")
-    with pruning.pruned(model, asran_runs.tf0_masks(scores, 0.2, "layer")):
+    with pruning.pruned(model, as_ran.tf0_masks(scores, 0.2, "layer")):
         assert acc[0] == pytest.approx(metrics.accuracy(model, x_test, y_test))
 
 
@@ -158,24 +159,24 @@ def test_argument_checks():
     model = small_mlp(SIZES)
     x, y = small_data(SIZES)
     with pytest.raises(ValueError, match="run"):
-        asran_runs.as_ran_sweep("obd_everything", [0.1])
+        as_ran.as_ran_sweep("obd_everything", [0.1])
     with pytest.raises(ValueError, match="fractions"):
-        asran_runs.as_ran_sweep("obd_all_layers_prune", [])
+        as_ran.as_ran_sweep("obd_all_layers_prune", [])
     with pytest.raises(ValueError, match="seeds"):
-        asran_runs.as_ran_sweep("obd_all_layers_prune", [0.1], seeds=[-1])
+        as_ran.as_ran_sweep("obd_all_layers_prune", [0.1], seeds=[-1])
     with pytest.raises(ValueError, match="init_stddev"):
-        asran_runs.as_ran_sweep("obd_all_layers_prune", [0.1], init_stddev=-0.1)
+        as_ran.as_ran_sweep("obd_all_layers_prune", [0.1], init_stddev=-0.1)
     with pytest.raises(ValueError, match="arithmetic"):
-        asran_runs.obd_as_ran(model, [0.1], "global", x, y, x, y, arithmetic="float16")
+        as_ran.obd_as_ran(model, [0.1], "global", x, y, x, y, arithmetic="float16")
     with pytest.raises(TypeError, match="carry_over"):
-        asran_runs.obd_as_ran(model, [0.1], "global", x, y, x, y, carry_over=1)
+        as_ran.obd_as_ran(model, [0.1], "global", x, y, x, y, carry_over=1)
     with pytest.raises(ValueError, match="scope"):
-        asran_runs.tf0_masks([np.zeros(3)], 0.1, "everywhere")
+        as_ran.tf0_masks([np.zeros(3)], 0.1, "everywhere")
     with pytest.raises(TypeError, match="scores"):
-        asran_runs.tf0_masks(np.zeros(3), 0.1)
+        as_ran.tf0_masks(np.zeros(3), 0.1)
     with pytest.raises(ValueError):
-        asran_runs.mean_abs_gap(np.zeros(3), np.zeros(4))
-    assert asran_runs.mean_abs_gap(np.array([0.9, 0.5]), np.array([0.8, 0.5])) == pytest.approx(5.0)
+        as_ran.mean_abs_gap(np.zeros(3), np.zeros(4))
+    assert as_ran.mean_abs_gap(np.array([0.9, 0.5]), np.array([0.8, 0.5])) == pytest.approx(5.0)
 
 
 def test_gauss_newton_row_sums_against_brute_force():
@@ -193,13 +194,13 @@ def test_gauss_newton_row_sums_against_brute_force():
     for n in range(len(x)):
         a = np.diag(p[n]) - np.outer(p[n], p[n])
         g_one += jac[n].T @ (a @ jac[n].sum(axis=1))
-    ours = hessian.flatten(asran_runs.gauss_newton_row_sums(model, x, y))
+    ours = hessian.flatten(as_ran.gauss_newton_row_sums(model, x, y))
     assert np.max(np.abs(ours - g_one / len(x))) / np.max(np.abs(g_one / len(x))) < 1e-4
     # Without hidden layers the logits are linear in the weights, H = G, and
     # both row sums vanish (J @ 1 is the same for every logit and A @ 1 = 0).
     linear = small_mlp((6, 3))
     full = hessian.flatten(hessian.hessian_row_sums(linear, x, y))
-    gn = hessian.flatten(asran_runs.gauss_newton_row_sums(linear, x, y))
+    gn = hessian.flatten(as_ran.gauss_newton_row_sums(linear, x, y))
     assert np.max(np.abs(full)) < 1e-5 and np.max(np.abs(gn)) < 1e-5
     # With hidden layers they differ.
     deep = hessian.flatten(hessian.hessian_row_sums(model, x, y))

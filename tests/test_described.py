@@ -1,11 +1,12 @@
-"""helpers.reruns: the post's runs as described, on small stand-in networks and data."""
+"""helpers.post.described: the post's runs as described, on small stand-in networks and data."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from helpers import data, experiments, hessian, models, pruning, reruns, seeding, training
+from helpers import data, hessian, models, pruning, seeding, training
+from helpers.post import described, networks
 
 SIZES = (784, 6, 5, 10)
 
@@ -25,19 +26,19 @@ def _fake_setup(monkeypatch, isolated_cache):
         return training.TrainedModel(model, config, {})
 
     def small_config(variant="plain", seed=0):
-        return training.TrainConfig(seed=seed, layer_sizes=SIZES, **experiments.VARIANTS[variant])
+        return training.TrainConfig(seed=seed, layer_sizes=SIZES, **networks.VARIANTS[variant])
 
     monkeypatch.setattr(training, "train_model", fake_train)
-    monkeypatch.setattr(experiments, "post_config", small_config)
+    monkeypatch.setattr(networks, "post_config", small_config)
     monkeypatch.setattr(data, "load_post_split", lambda: ((x[:200], y[:200]), (x[200:], y[200:])))
     monkeypatch.setattr(data, "load_mnist", lambda: ((x[:200], y[:200]), (x[200:], y[200:])))
     return x, y, fake_train, calls
 
 
 def test_run_variants_follow_the_post():
-    assert reruns.RUN_VARIANTS["obd_all_layers_dropout"] == "dropout_lr1e-5"
-    assert reruns.RUN_VARIANTS["magnitude_layerwise_prune"] == "plain"
-    assert len(reruns.RUN_VARIANTS) == 5
+    assert described.RUN_VARIANTS["obd_all_layers_dropout"] == "dropout_lr1e-5"
+    assert described.RUN_VARIANTS["magnitude_layerwise_prune"] == "plain"
+    assert len(described.RUN_VARIANTS) == 5
 
 
 @pytest.mark.parametrize("kwargs, error", [
@@ -57,26 +58,26 @@ def test_described_sweep_rejects_bad_arguments(kwargs, error, monkeypatch):
     monkeypatch.setattr(training, "train_model", no_training)
     args = dict(fractions=[0.1], seeds=[0]) | kwargs
     with pytest.raises(error):
-        reruns.described_sweep(args.pop("run"), **args)
+        described.described_sweep(args.pop("run"), **args)
 
 
 def test_described_scores_rejects_bad_arguments():
     with pytest.raises(ValueError, match="run"):
-        reruns.described_scores("nope")
+        described.described_scores("nope")
     with pytest.raises(ValueError, match="variant"):
-        reruns.described_scores("obd_all_layers_prune", 0, variant="nope")
+        described.described_scores("obd_all_layers_prune", 0, variant="nope")
     with pytest.raises(TypeError, match="seed"):
-        reruns.described_scores("obd_all_layers_prune", "0")
+        described.described_scores("obd_all_layers_prune", "0")
 
 
 def test_obd_scores_are_half_diagonal_times_square(monkeypatch, isolated_cache):
     x, y, fake_train, _ = _fake_setup(monkeypatch, isolated_cache)
-    scores = reruns.described_scores("obd_all_layers_prune", seed=1)
+    scores = described.described_scores("obd_all_layers_prune", seed=1)
     model = fake_train(training.TrainConfig(seed=1, layer_sizes=SIZES)).model
     diag = hessian.hessian_diagonal(model, x[:200], y[:200])
     for s, h, w in zip(scores, diag, model.get_weights()):
         np.testing.assert_allclose(s, 0.5 * h * w ** 2, rtol=1e-5, atol=1e-12)
-    magnitude = reruns.described_scores("magnitude_layerwise_prune", seed=1)
+    magnitude = described.described_scores("magnitude_layerwise_prune", seed=1)
     for s, w in zip(magnitude, model.get_weights()):
         np.testing.assert_array_equal(s, np.abs(w))
 
@@ -85,49 +86,49 @@ def test_sweep_matches_direct_pruning_and_is_cached(monkeypatch, isolated_cache)
     x, y, fake_train, calls = _fake_setup(monkeypatch, isolated_cache)
     fractions = [0.0, 0.1, 0.5, 0.9]
     for run in ("obd_layerwise_prune", "magnitude_all_layers_prune"):
-        acc = reruns.described_sweep(run, fractions, seeds=(0, 2))
+        acc = described.described_sweep(run, fractions, seeds=(0, 2))
         assert acc.shape == (2, 4)
         for row, seed in zip(acc, (0, 2)):
             model = fake_train(training.TrainConfig(seed=seed, layer_sizes=SIZES)).model
             scope = "layer" if "layerwise" in run else "global"
-            scores = reruns.described_scores(run, seed)
+            scores = described.described_scores(run, seed)
             for f, a in zip(fractions, row):
                 masks = pruning.prune_masks(scores, f, scope)
                 with pruning.pruned(model, masks):
                     pred = np.argmax(model.predict(x[200:], verbose=0), axis=1)
                 assert a == pytest.approx(np.mean(pred == y[200:]), abs=1e-6)
     n_calls = len(calls)
-    again = reruns.described_sweep("obd_layerwise_prune", fractions, seeds=(0, 2))
+    again = described.described_sweep("obd_layerwise_prune", fractions, seeds=(0, 2))
     assert len(calls) == n_calls, "a cached sweep must not load or train a network"
-    np.testing.assert_array_equal(again, reruns.described_sweep("obd_layerwise_prune", fractions,
-                                                                seeds=(0, 2)))
+    np.testing.assert_array_equal(again, described.described_sweep("obd_layerwise_prune", fractions,
+                                                                   seeds=(0, 2)))
 
 
 def test_dropout_run_uses_its_own_network_and_variant_override(monkeypatch, isolated_cache):
     _, _, _, calls = _fake_setup(monkeypatch, isolated_cache)
-    reruns.described_sweep("obd_all_layers_dropout", [0.2], seeds=(0,))
+    described.described_sweep("obd_all_layers_dropout", [0.2], seeds=(0,))
     assert calls[-1].dropout == pytest.approx(0.2) and calls[-1].learning_rate == pytest.approx(1e-5)
-    reruns.described_sweep("obd_all_layers_dropout", [0.2], seeds=(0,), variant="dropout")
+    described.described_sweep("obd_all_layers_dropout", [0.2], seeds=(0,), variant="dropout")
     assert calls[-1].dropout == pytest.approx(0.2) and calls[-1].learning_rate == pytest.approx(1e-4)
-    a = reruns.described_sweep("obd_all_layers_prune", [0.0, 0.3], seeds=(0,))
-    b = reruns.described_sweep("obd_all_layers_prune", [0.0, 0.3], seeds=(0,), variant="dropout")
+    a = described.described_sweep("obd_all_layers_prune", [0.0, 0.3], seeds=(0,))
+    b = described.described_sweep("obd_all_layers_prune", [0.0, 0.3], seeds=(0,), variant="dropout")
     assert not np.array_equal(a, b)
 
 
 def test_initial_scale_reaches_the_scored_network(monkeypatch, isolated_cache):
     _fake_setup(monkeypatch, isolated_cache)
-    scores = reruns.described_scores("magnitude_all_layers_prune", 0, init_stddev=0.5, bias_init=0.25)
+    scores = described.described_scores("magnitude_all_layers_prune", 0, init_stddev=0.5, bias_init=0.25)
     for s in scores:
         if s.ndim == 1:
             np.testing.assert_array_equal(s, np.full_like(s, 0.25))
-    stated = reruns.described_scores("obd_all_layers_prune", 0)
-    scaled = reruns.described_scores("obd_all_layers_prune", 0, init_stddev=0.5, bias_init=0.25)
+    stated = described.described_scores("obd_all_layers_prune", 0)
+    scaled = described.described_scores("obd_all_layers_prune", 0, init_stddev=0.5, bias_init=0.25)
     assert not np.allclose(stated[0], scaled[0])
-    reruns.described_sweep("obd_all_layers_prune", [0.0, 0.3], seeds=(0,))
-    b = reruns.described_sweep("obd_all_layers_prune", [0.0, 0.3], seeds=(0,),
-                               init_stddev=0.5, bias_init=0.25)
+    described.described_sweep("obd_all_layers_prune", [0.0, 0.3], seeds=(0,))
+    b = described.described_sweep("obd_all_layers_prune", [0.0, 0.3], seeds=(0,),
+                                  init_stddev=0.5, bias_init=0.25)
     assert b.shape == (1, 2)
     entries = list((isolated_cache / "described_sweep").glob("*.npz"))
     assert len(entries) == 2, "another initial scale is another cache entry"
     with pytest.raises(ValueError, match="init_stddev"):
-        reruns.described_sweep("obd_all_layers_prune", [0.1], init_stddev=-1.0)
+        described.described_sweep("obd_all_layers_prune", [0.1], init_stddev=-1.0)

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-from helpers import explorer, metrics, models, pruning, saliency, seeding
+from helpers import metrics, models, pruning, saliency, seeding
+from helpers.chapters import explorer
 
 SIZES = (784, 16, 12, 10)
 
@@ -38,7 +39,7 @@ def counting_saliency(monkeypatch):
 
 
 @pytest.mark.parametrize("scope", ["global", "layer"])
-@pytest.mark.parametrize("method", ["magnitude", "obd", "published_obd"])
+@pytest.mark.parametrize("method", ["magnitude", "obd", "asran_obd"])
 def test_view_matches_masks_accuracy_and_sparsity(small_networks, method, scope):
     result = explorer.view("plain", method, scope, 0.37, seed=1)
     model = explorer._network("plain", 1)
@@ -150,10 +151,10 @@ def test_import_does_no_work():
     import importlib
     import sys
 
-    old = sys.modules.pop("helpers.explorer")
+    old = sys.modules.pop("helpers.chapters.explorer")
     try:
-        fresh = importlib.import_module("helpers.explorer")
+        fresh = importlib.import_module("helpers.chapters.explorer")
         assert fresh._networks == {} and fresh._scores == {} and fresh._curves == {}
         assert fresh._data == {}
     finally:
-        sys.modules["helpers.explorer"] = old
+        sys.modules["helpers.chapters.explorer"] = old

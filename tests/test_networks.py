@@ -1,27 +1,28 @@
-"""helpers.init_scale: training the post's network from another initial scale."""
+"""helpers.post.networks: training the post's network from another initial scale."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from helpers import init_scale, models, seeding, training
+from helpers import models, seeding, training
+from helpers.post import networks
 
 SIZES = (784, 8, 6, 10)
 
 
 def test_check_init_rejects_bad_values():
     with pytest.raises(ValueError, match="init_stddev"):
-        init_scale.check_init(0.0, 0.0)
+        networks.check_init(0.0, 0.0)
     with pytest.raises(ValueError, match="init_stddev"):
-        init_scale.check_init(-0.1, 0.0)
+        networks.check_init(-0.1, 0.0)
     with pytest.raises(ValueError, match="bias_init"):
-        init_scale.check_init(0.1, float("nan"))
+        networks.check_init(0.1, float("nan"))
     with pytest.raises(TypeError, match="init_stddev"):
-        init_scale.check_init("0.1", 0.0)
+        networks.check_init("0.1", 0.0)
     with pytest.raises(TypeError, match="bias_init"):
-        init_scale.check_init(0.1, True)
-    assert init_scale.check_init(1, 0) == (1.0, 0.0)
+        networks.check_init(0.1, True)
+    assert networks.check_init(1, 0) == (1.0, 0.0)
 
 
 def test_train_model_and_post_models_validate_before_work(monkeypatch):
@@ -29,24 +30,24 @@ def test_train_model_and_post_models_validate_before_work(monkeypatch):
         raise AssertionError("validation must come before any work")
     monkeypatch.setattr(training, "train_model", no_training)
     with pytest.raises(TypeError, match="config"):
-        init_scale.train_model({"seed": 0}, 0.1, 0.1)
+        networks.train_model({"seed": 0}, 0.1, 0.1)
     with pytest.raises(ValueError, match="init_stddev"):
-        init_scale.train_model(training.TrainConfig(), 0.0, 0.1)
+        networks.train_model(training.TrainConfig(), 0.0, 0.1)
     with pytest.raises(ValueError, match="seeds"):
-        init_scale.post_models("plain", seeds=[], init_stddev=0.1, bias_init=0.1)
+        networks.post_models("plain", seeds=[], init_stddev=0.1, bias_init=0.1)
     with pytest.raises(ValueError, match="variant"):
-        init_scale.post_models("huge", seeds=[0], init_stddev=0.1, bias_init=0.1)
+        networks.post_models("huge", seeds=[0], init_stddev=0.1, bias_init=0.1)
 
 
 def test_train_model_sets_the_config_fields(monkeypatch):
     seen = []
     monkeypatch.setattr(training, "train_model", lambda config: seen.append(config) or config)
     config = training.TrainConfig(seed=2, learning_rate=1e-5)
-    out = init_scale.train_model(config, 0.1, 0.25)
+    out = networks.train_model(config, 0.1, 0.25)
     assert (out.init_stddev, out.bias_init) == (0.1, 0.25)
     assert out.seed == 2 and out.learning_rate == 1e-5
     assert config.init_stddev == 0.02, "the caller's config is not modified"
-    configs = init_scale.post_models("dropout_lr1e-5", (0, 1), *init_scale.HELPER_0_1)
+    configs = networks.post_models("dropout_lr1e-5", (0, 1), *networks.HELPER_0_1)
     assert [(c.seed, c.dropout, c.init_stddev, c.bias_init) for c in configs] == [
         (0, 0.2, 0.1, 0.1), (1, 0.2, 0.1, 0.1)]
 
@@ -62,17 +63,17 @@ def test_same_draw_scaled():
             np.testing.assert_allclose(b, 5.0 * a, rtol=1e-5, atol=1e-8)
         else:
             np.testing.assert_array_equal(b, np.full_like(a, 0.25))
-    assert config.init_stddev == init_scale.POST_STATED[0]
+    assert config.init_stddev == networks.POST_STATED[0]
 
 
 def test_post_stated_flags():
-    assert init_scale.is_post_stated(*init_scale.POST_STATED)
-    assert not init_scale.is_post_stated(*init_scale.HELPER_0_1)
+    assert networks.is_post_stated(*networks.POST_STATED)
+    assert not networks.is_post_stated(*networks.HELPER_0_1)
 
 
 def test_trains_from_the_requested_scale_and_caches(isolated_cache):
     config = training.TrainConfig(layer_sizes=SIZES, steps=3, log_every=1, seed=0)
-    trained = init_scale.train_model(config, 0.1, 0.1)
+    trained = networks.train_model(config, 0.1, 0.1)
     weights = trained.model.get_weights()
     kernels = np.concatenate([w.ravel() for w in weights if w.ndim == 2])
     biases = np.concatenate([w.ravel() for w in weights if w.ndim == 1])
@@ -81,7 +82,7 @@ def test_trains_from_the_requested_scale_and_caches(isolated_cache):
     assert 0.07 < kernels.std() < 0.1  # truncated normal, stddev 0.1, shrinks to ~0.088
     assert list(trained.history["step"]) == [1, 2, 3]
 
-    again = init_scale.train_model(config, 0.1, 0.1)
+    again = networks.train_model(config, 0.1, 0.1)
     for a, b in zip(weights, again.model.get_weights()):
         np.testing.assert_array_equal(a, b)
     assert len(list((isolated_cache / "model").glob("*.npz"))) == 1, "one shared cache entry"

@@ -1,4 +1,4 @@
-"""helpers.observations: Part III's measurements, on small MLPs and synthetic curves."""
+"""helpers.post.observations: Part III's measurements, on small MLPs and synthetic curves."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from conftest import small_data, small_mlp
-from helpers import (asran_runs, data, experiments, hessian, metrics, models, observations,
-                     pruning, seeding, training)
+from helpers import data, hessian, metrics, models, pruning, seeding, training
+from helpers.post import as_ran, networks, observations
 
 SIZES = (6, 5, 4, 3)
 
@@ -259,9 +259,9 @@ def test_as_ran_obd_sweep_replays_the_post_loop_and_caches(monkeypatch, isolated
     got = observations.as_ran_obd_sweep("dropout", fractions, "global", seeds=[0, 1])
     assert got.shape == (2, 3)
     for row, seed in zip(got, [0, 1]):
-        model = fake_train(experiments.post_config("dropout", seed)).model
-        want, _ = asran_runs.obd_as_ran(model, fractions, "global", x[:200], y[:200],
-                                        x[200:], y[200:], seed=seed)
+        model = fake_train(networks.post_config("dropout", seed)).model
+        want, _ = as_ran.obd_as_ran(model, fractions, "global", x[:200], y[:200],
+                                    x[200:], y[200:], seed=seed)
         assert np.allclose(row, want)
     n_calls = len(calls)
     again = observations.as_ran_obd_sweep("dropout", fractions, "global", seeds=[0, 1])
@@ -275,7 +275,7 @@ def test_as_ran_obd_sweep_reuses_the_published_runs(monkeypatch):
         seen.append(run)
         return np.zeros((len(seeds), len(fractions)))
 
-    monkeypatch.setattr(asran_runs, "as_ran_sweep", fake_sweep)
+    monkeypatch.setattr(as_ran, "as_ran_sweep", fake_sweep)
     observations.as_ran_obd_sweep("plain", [0.1], "layer", seeds=[0])
     observations.as_ran_obd_sweep("dropout_lr1e-5", [0.1], "global", seeds=[0])
     assert seen == ["obd_layerwise_prune", "obd_all_layers_dropout"]

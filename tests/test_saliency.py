@@ -17,7 +17,7 @@ def test_magnitude_and_published_magnitude(model_and_data):
     weights = model.get_weights()
     for s, w in zip(saliency.saliency(model, "magnitude"), weights):
         np.testing.assert_array_equal(s, np.abs(w))
-    published = saliency.saliency(model, "published_magnitude")
+    published = saliency.saliency(model, "asran_magnitude")
     masks = pruning.prune_masks(published, 0.1)
     flat_w, flat_m = hessian.flatten(weights), hessian.flatten(masks)
     # the pruned ones are the most negative parameters
@@ -37,7 +37,7 @@ def test_curvature_saliencies_are_half_h_w_squared(model_and_data, method, diag)
 def test_published_obd_is_the_row_sum(model_and_data, scope):
     model, x, y = model_and_data
     expected = hessian.hessian_row_sums(model, x, y, scope=scope)
-    for s, e in zip(saliency.saliency(model, "published_obd", x, y, scope=scope), expected):
+    for s, e in zip(saliency.saliency(model, "asran_obd", x, y, scope=scope), expected):
         np.testing.assert_allclose(s, e, rtol=1e-6, atol=1e-12)
 
 

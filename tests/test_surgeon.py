@@ -1,4 +1,4 @@
-"""Tests for helpers.obs: Optimal Brain Surgeon on quadratics, the Gauss-Newton matrix,
+"""Tests for helpers.surgeon: Optimal Brain Surgeon on quadratics, the Gauss-Newton matrix,
 layer-wise OBS of an MLP."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from helpers import hessian, metrics, models, network, obs, pruning, seeding
+from helpers import hessian, metrics, models, network, pruning, seeding, surgeon
 
 
 def _quadratic(d=7, seed=0):
@@ -33,9 +33,9 @@ def _constrained_minimum(h, u, removed):
 def test_saliency_is_the_true_increase_on_a_quadratic():
     h, u = _quadratic()
     h_inv = np.linalg.inv(h)
-    saliencies = obs.obs_saliencies(u, h_inv)
+    saliencies = surgeon.obs_saliencies(u, h_inv)
     for q in range(len(u)):
-        du = obs.obs_update(u, h_inv, q)
+        du = surgeon.obs_update(u, h_inv, q)
         assert abs(u[q] + du[q]) < 1e-12  # the update deletes u_q
         true_increase = 0.5 * du @ h @ du
         assert true_increase == pytest.approx(saliencies[q], rel=1e-10)
@@ -46,7 +46,7 @@ def test_saliency_is_the_true_increase_on_a_quadratic():
 def test_obs_never_predicts_more_than_obd():
     h, u = _quadratic(seed=3)
     obd = 0.5 * np.diag(h) * u ** 2
-    assert np.all(obs.obs_saliencies(u, np.linalg.inv(h)) <= obd + 1e-12)
+    assert np.all(surgeon.obs_saliencies(u, np.linalg.inv(h)) <= obd + 1e-12)
 
 
 def test_diagonal_hessian_reduces_to_obd():
@@ -54,11 +54,11 @@ def test_diagonal_hessian_reduces_to_obd():
     diag = rng.uniform(0.1, 3.0, size=9)
     u = rng.normal(size=9)
     h_inv = np.diag(1.0 / diag)
-    np.testing.assert_allclose(obs.obs_saliencies(u, h_inv), 0.5 * diag * u ** 2, rtol=1e-12)
+    np.testing.assert_allclose(surgeon.obs_saliencies(u, h_inv), 0.5 * diag * u ** 2, rtol=1e-12)
     for q in range(9):
-        du = obs.obs_update(u, h_inv, q)
+        du = surgeon.obs_update(u, h_inv, q)
         assert np.count_nonzero(du) == 1 and du[q] == pytest.approx(-u[q])
-    path = obs.prune_path(u, h_inv, list(range(10)))
+    path = surgeon.prune_path(u, h_inv, list(range(10)))
     assert list(path.order) == list(np.argsort(0.5 * diag * u ** 2, kind="stable"))
     for i, c in enumerate(path.counts):  # nothing is compensated: survivors keep their values
         kept = path.masks[i] == 1
@@ -67,7 +67,7 @@ def test_diagonal_hessian_reduces_to_obd():
 
 def test_remove_from_inverse_is_the_inverse_of_the_rest():
     h, _ = _quadratic()
-    out = obs.remove_from_inverse(np.linalg.inv(h), 2)
+    out = surgeon.remove_from_inverse(np.linalg.inv(h), 2)
     rest = [i for i in range(len(h)) if i != 2]
     np.testing.assert_allclose(out[np.ix_(rest, rest)], np.linalg.inv(h[np.ix_(rest, rest)]),
                                atol=1e-10)
@@ -76,7 +76,7 @@ def test_remove_from_inverse_is_the_inverse_of_the_rest():
 
 def test_sequential_path_is_the_brute_force_greedy():
     h, u = _quadratic(d=6, seed=4)
-    path = obs.prune_path(u, np.linalg.inv(h), list(range(7)))
+    path = surgeon.prune_path(u, np.linalg.inv(h), list(range(7)))
     removed = []
     for step in range(6):
         # Brute force: which extra deletion raises the constrained minimum least?
@@ -94,7 +94,7 @@ def test_sequential_path_is_the_brute_force_greedy():
 
 def test_block_update_is_exact_for_its_set():
     h, u = _quadratic(d=8, seed=5)
-    path = obs.prune_path(u, np.linalg.inv(h), [3, 6], block_size=3)
+    path = surgeon.prune_path(u, np.linalg.inv(h), [3, 6], block_size=3)
     for i in range(2):
         removed = list(np.flatnonzero(path.masks[i] == 0))
         best, weights = _constrained_minimum(h, u, removed)
@@ -106,7 +106,7 @@ def test_rows_share_the_inverse_and_compete_for_deletions():
     h, _ = _quadratic(d=5, seed=6)
     rng = np.random.default_rng(0)
     rows = rng.normal(size=(3, 5))
-    path = obs.prune_path(rows, np.linalg.inv(h), [4, 9])
+    path = surgeon.prune_path(rows, np.linalg.inv(h), [4, 9])
     assert path.weights.shape == (2, 3, 5)
     total = 0.0
     for r in range(3):  # each row is its own OBS problem with its own deletions
@@ -120,30 +120,30 @@ def test_rows_share_the_inverse_and_compete_for_deletions():
 
 def test_damped_inverse_and_its_checks():
     h, _ = _quadratic()
-    np.testing.assert_allclose(obs.damped_inverse(h, 0.5), np.linalg.inv(h + 0.5 * np.eye(len(h))),
+    np.testing.assert_allclose(surgeon.damped_inverse(h, 0.5), np.linalg.inv(h + 0.5 * np.eye(len(h))),
                                atol=1e-10)
     indefinite = np.diag([1.0, -0.2, 2.0])
     with pytest.raises(ValueError, match="damping"):
-        obs.damped_inverse(indefinite, 0.1)
-    assert np.all(np.diag(obs.damped_inverse(indefinite, 0.3)) > 0)
+        surgeon.damped_inverse(indefinite, 0.1)
+    assert np.all(np.diag(surgeon.damped_inverse(indefinite, 0.3)) > 0)
     with pytest.raises(ValueError, match="damping"):
-        obs.damped_inverse(h, -1.0)
+        surgeon.damped_inverse(h, -1.0)
     with pytest.raises(TypeError, match="damping"):
-        obs.damped_inverse(h, "a lot")
+        surgeon.damped_inverse(h, "a lot")
 
 
 @pytest.mark.parametrize("call, error, word", [
-    (lambda u, p: obs.obs_saliencies(list(u), p), TypeError, "u"),
-    (lambda u, p: obs.obs_saliencies(u, p[:3]), ValueError, "h_inv"),
-    (lambda u, p: obs.obs_saliencies(u, -p), ValueError, "h_inv"),
-    (lambda u, p: obs.obs_update(u, p, 99), ValueError, "q"),
-    (lambda u, p: obs.obs_update(u, p, 1.0), TypeError, "q"),
-    (lambda u, p: obs.prune_path(u, p, [3, 2]), ValueError, "counts"),
-    (lambda u, p: obs.prune_path(u, p, [99]), ValueError, "counts"),
-    (lambda u, p: obs.prune_path(u, p, []), TypeError, "counts"),
-    (lambda u, p: obs.prune_path(u, p, [2], block_size=0), ValueError, "block_size"),
-    (lambda u, p: obs.prune_path(u * np.nan, p, [2]), ValueError, "u"),
-    (lambda u, p: obs.prune_path(u[:3], p, [2]), ValueError, "h_inv"),
+    (lambda u, p: surgeon.obs_saliencies(list(u), p), TypeError, "u"),
+    (lambda u, p: surgeon.obs_saliencies(u, p[:3]), ValueError, "h_inv"),
+    (lambda u, p: surgeon.obs_saliencies(u, -p), ValueError, "h_inv"),
+    (lambda u, p: surgeon.obs_update(u, p, 99), ValueError, "q"),
+    (lambda u, p: surgeon.obs_update(u, p, 1.0), TypeError, "q"),
+    (lambda u, p: surgeon.prune_path(u, p, [3, 2]), ValueError, "counts"),
+    (lambda u, p: surgeon.prune_path(u, p, [99]), ValueError, "counts"),
+    (lambda u, p: surgeon.prune_path(u, p, []), TypeError, "counts"),
+    (lambda u, p: surgeon.prune_path(u, p, [2], block_size=0), ValueError, "block_size"),
+    (lambda u, p: surgeon.prune_path(u * np.nan, p, [2]), ValueError, "u"),
+    (lambda u, p: surgeon.prune_path(u[:3], p, [2]), ValueError, "h_inv"),
 ])
 def test_bad_arguments(call, error, word):
     h, u = _quadratic()
@@ -164,7 +164,7 @@ def _data(n=50, width=6, classes=3, seed=0):
 def test_gauss_newton_matrix_matches_brute_force():
     model = _small_model()
     x, y = _data()
-    g = obs.gauss_newton_matrix(model, x, y, batch_size=17)
+    g = surgeon.gauss_newton_matrix(model, x, y, batch_size=17)
     variables = model.trainable_weights
     with tf.GradientTape() as tape:
         logits = model(tf.constant(x))
@@ -181,35 +181,35 @@ def test_gauss_newton_matrix_matches_brute_force():
 def test_layer_masks_pool_kernel_and_bias_per_layer():
     scores = [np.arange(12.0).reshape(4, 3)[::-1], np.array([0.5, 100.0, -1.0]),
               np.arange(6.0).reshape(3, 2), np.array([2.5, 0.1])]
-    masks = obs.layer_masks(scores, 0.4, (True, True))
+    masks = surgeon.layer_masks(scores, 0.4, (True, True))
     assert sum(int((m == 0).sum()) for m in masks[:2]) == pruning.n_pruned(0.4, 15)
     assert sum(int((m == 0).sum()) for m in masks[2:]) == pruning.n_pruned(0.4, 8)
     assert masks[1][2] == 0 and masks[1][0] == 0 and masks[1][1] == 1
     with pytest.raises(ValueError, match="layout"):
-        obs.layer_masks(scores, 0.4, (True,))
+        surgeon.layer_masks(scores, 0.4, (True,))
     with pytest.raises(TypeError, match="layout"):
-        obs.layer_masks(scores, 0.4, "yes")
+        surgeon.layer_masks(scores, 0.4, "yes")
 
 
 def test_layer_inputs_and_moments():
     model = _small_model()
     x, _ = _data()
-    inputs = obs.layer_inputs(model, x)
+    inputs = surgeon.layer_inputs(model, x)
     assert [a.shape for a in inputs] == [(50, 7), (50, 6), (50, 5)]
     assert np.all(inputs[1][:, -1] == 1.0) and np.all(inputs[1][:, :-1] >= 0)
     weights = model.get_weights()
     np.testing.assert_allclose(inputs[2][:, :-1] @ weights[4] + weights[5],
                                model(x).numpy(), atol=1e-5)
-    moments = obs.layer_second_moments(model, x)
+    moments = surgeon.layer_second_moments(model, x)
     np.testing.assert_allclose(moments[0], inputs[0].T @ inputs[0] / 50)
 
 
 def test_layerwise_obs_is_exact_per_layer_and_keeps_zeros():
     model = _small_model()
     x, y = _data(n=200)
-    result = obs.layerwise_obs(model, x, [0.3, 0.6], damping=0.01, block_fraction=0.05)
+    result = surgeon.layerwise_obs(model, x, [0.3, 0.6], damping=0.01, block_fraction=0.05)
     weights = model.get_weights()
-    moments = obs.layer_second_moments(model, x)
+    moments = surgeon.layer_second_moments(model, x)
     chain = network.dense_chain(model)
     for level, f in enumerate((0.3, 0.6)):
         pruned, masks = result.weights[level], result.masks[level]
@@ -242,30 +242,30 @@ def test_layerwise_obs_checks_arguments():
     model = _small_model()
     x, _ = _data()
     with pytest.raises(ValueError, match="fractions"):
-        obs.layerwise_obs(model, x, [0.5, 0.2])
+        surgeon.layerwise_obs(model, x, [0.5, 0.2])
     with pytest.raises(ValueError, match="damping"):
-        obs.layerwise_obs(model, x, [0.5], damping=0.0)
+        surgeon.layerwise_obs(model, x, [0.5], damping=0.0)
     with pytest.raises(ValueError, match="block_fraction"):
-        obs.layerwise_obs(model, x, [0.5], block_fraction=2.0)
+        surgeon.layerwise_obs(model, x, [0.5], block_fraction=2.0)
     with pytest.raises(ValueError, match="x"):
-        obs.layerwise_obs(model, x[:, :3], [0.5])
+        surgeon.layerwise_obs(model, x[:, :3], [0.5])
 
 
 def test_unflatten_round_trip():
     model = _small_model()
     weights = model.get_weights()
-    back = obs.unflatten(hessian.flatten(weights), weights)
+    back = surgeon.unflatten(hessian.flatten(weights), weights)
     assert all(np.array_equal(a, b) for a, b in zip(weights, back))
     with pytest.raises(ValueError, match="vector"):
-        obs.unflatten(np.zeros(3), weights)
+        surgeon.unflatten(np.zeros(3), weights)
 
 
 def test_greedy_is_optimal_for_single_deletions_among_all_sets():
     """For one deletion the greedy choice is the best of all: brute force over every index."""
     h, u = _quadratic(d=5, seed=8)
-    path = obs.prune_path(u, np.linalg.inv(h), [1])
+    path = surgeon.prune_path(u, np.linalg.inv(h), [1])
     best = min(_constrained_minimum(h, u, [q])[0] for q in range(5))
     assert path.predicted[0] == pytest.approx(best, rel=1e-10)
     pairs = min(_constrained_minimum(h, u, list(s))[0] for s in itertools.combinations(range(5), 2))
-    path2 = obs.prune_path(u, np.linalg.inv(h), [2])
+    path2 = surgeon.prune_path(u, np.linalg.inv(h), [2])
     assert path2.predicted[0] >= pairs - 1e-12  # greedy can only match or exceed the best pair

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from conftest import small_data, small_mlp
-from helpers import hessian, metrics, observations, pruning, taylor
+from helpers import hessian, metrics, pruning, taylor
+from helpers.post import observations
 
 SHAPES = [(6, 5, 4, 3), (4, 7, 2), (5, 3, 3, 3, 4)]
 

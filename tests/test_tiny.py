@@ -1,9 +1,10 @@
-"""helpers.tiny: downsampling, the tiny network's training and its cached full Hessian."""
+"""helpers.chapters.tiny: downsampling, the tiny network's training and its cached full Hessian."""
 
 import numpy as np
 import pytest
 
-from helpers import hessian, metrics, models, tiny
+from helpers import hessian, metrics, models
+from helpers.chapters import tiny
 
 SMALL = dict(image_size=4, hidden=(5,), n_train=120, steps=300, batch_size=20, learning_rate=0.01,
              seed=3)

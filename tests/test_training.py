@@ -8,7 +8,8 @@ import textwrap
 import numpy as np
 import pytest
 
-from helpers import cache, experiments, models, training
+from helpers import cache, models, training
+from helpers.post import networks
 
 SHORT = dict(steps=120, log_every=40)
 
@@ -133,7 +134,7 @@ def test_config_validation():
     with pytest.raises(TypeError, match="config"):
         training.train_model({"seed": 0})
     with pytest.raises(ValueError, match="variant"):
-        experiments.post_config("big")
+        networks.post_config("big")
 
 
 def test_initial_scale_fields():

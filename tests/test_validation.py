@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from conftest import small_data, small_mlp
-from helpers import asran_runs, hessian, metrics, models, pruning, saliency, seeding
+from helpers import hessian, metrics, models, pruning, saliency, seeding
+from helpers.post import as_ran
 
 
 @pytest.fixture
@@ -109,7 +110,7 @@ CALLS = {
     "sweep": lambda m, x, y: pruning.sweep(m, saliency.saliency(m, "magnitude"), [0.1], x, y),
     "accuracy": lambda m, x, y: metrics.accuracy(m, x, y),
     "mean_loss": lambda m, x, y: metrics.mean_loss(m, x, y),
-    "obd_as_ran": lambda m, x, y: asran_runs.obd_as_ran(m, [0.1], "global", x, y, x, y, batch_size=8),
+    "obd_as_ran": lambda m, x, y: as_ran.obd_as_ran(m, [0.1], "global", x, y, x, y, batch_size=8),
 }
 
 

@@ -14,7 +14,7 @@ Two layers, kept apart so that tests can drive the explorer without a browser:
   figure (a PNG in an ``Image`` widget) and the text summary.
 
 Nothing heavy happens at import. Networks come from the shared model cache
-(``experiments.post_models``); saliencies are computed on first use and kept
+(``networks.post_models``); saliencies are computed on first use and kept
 in memory per (network, seed, method, scope), and so are the curves.
 Second derivatives are averaged over a fixed subset: the first
 ``N_SCORE = 10,000`` images of the post's 55,000-image training split.
@@ -30,7 +30,8 @@ import keras
 import numpy as np
 from matplotlib.figure import Figure
 
-from helpers import data, experiments, plotting, pruning, saliency
+from helpers import data, plotting, pruning, saliency
+from helpers.post import networks
 
 #: Network variants of chapter "Training the two networks", with their labels.
 NETWORKS: dict[str, str] = {
@@ -100,7 +101,7 @@ def build(network: str = "plain", method: str = "obd", scope: str = "global",
     controls = {
         "network": widgets.Dropdown(options=[(label, key) for key, label in NETWORKS.items()],
                                     value=network, description="network"),
-        "seed": widgets.Dropdown(options=list(experiments.SEEDS), value=seed,
+        "seed": widgets.Dropdown(options=list(networks.SEEDS), value=seed,
                                  description="seed"),
         "method": widgets.Dropdown(options=[(label, key) for key, label in METHODS.items()],
                                    value=method, description="saliency"),
@@ -189,14 +190,14 @@ def _check(network, method, scope, fraction, seed):
     fraction = pruning.check_fraction(fraction, "fraction")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise TypeError(f"seed must be an int, got {seed!r}")
-    if int(seed) not in experiments.SEEDS:
-        raise ValueError(f"seed must be one of {experiments.SEEDS}, got {seed!r}")
+    if int(seed) not in networks.SEEDS:
+        raise ValueError(f"seed must be one of {networks.SEEDS}, got {seed!r}")
     return network, method, scope, fraction, int(seed)
 
 
 def _load_network(network: str, seed: int) -> keras.Model:
     """The trained network (from the shared cache; trains it if the cache is cold)."""
-    return experiments.post_models(network, seeds=[seed])[0].model
+    return networks.post_models(network, seeds=[seed])[0].model
 
 
 def _network(network: str, seed: int) -> keras.Model:

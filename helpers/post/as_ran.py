@@ -37,18 +37,18 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from helpers import (cache, data, experiments, hessian, init_scale, metrics, network, pruning, published,
-                     training)
+from helpers import cache, data, hessian, metrics, network, pruning, training
+from helpers.post import networks, published
 
 #: Bump when a change here would change a cached curve.
-ASRAN_RUNS_CODE_VERSION = "1"
+AS_RAN_CODE_VERSION = "1"
 
 PACKINGS = ("weights_first", "interleaved")
 ARITHMETICS = ("tf0", "exact")
 #: Below this float32 probability, (1/p)**2 overflows (float32 max is about 2**128).
 TF0_OVERFLOW_P = 2.0 ** -64
 
-#: The network each published run pruned (a key of ``experiments.VARIANTS``).
+#: The network each published run pruned (a key of ``networks.VARIANTS``).
 RUN_VARIANTS: dict[str, str] = {
     name: ("dropout_lr1e-5" if run.dropout else "plain") for name, run in published.RUNS.items()
 }
@@ -349,18 +349,18 @@ def obd_as_ran(model: keras.Model, fractions: Sequence[float], scope: str, x_poo
     return np.array(accuracies), np.array(tied)
 
 
-def as_ran_sweep(run: str, fractions: Sequence[float], seeds: Sequence[int] = experiments.SEEDS,
+def as_ran_sweep(run: str, fractions: Sequence[float], seeds: Sequence[int] = networks.SEEDS,
                  *, carry_over: bool = True, arithmetic: str = "tf0",
-                 packing: str = "weights_first", init_stddev: float = init_scale.POST_STATED[0],
-                 bias_init: float = init_scale.POST_STATED[1]) -> np.ndarray:
+                 packing: str = "weights_first", init_stddev: float = networks.POST_STATED[0],
+                 bias_init: float = networks.POST_STATED[1]) -> np.ndarray:
     """Test accuracy of published ``run`` as its script computed it, shape ``(seeds, fractions)``.
 
     Magnitude runs: most negative values first. OBD runs: ``obd_as_ran``
     on the 55,000-image split, batches drawn with the training seed. The
     network is ``RUN_VARIANTS[run]`` (the dropout run: learning rate 1e-5),
     trained from the initial scale ``init_stddev``/``bias_init``
-    (``init_scale.train_model``; default: the recipe's stated 0.02 and 0,
-    ``init_scale.HELPER_0_1`` is the scripts' utilities file). Cached on disk.
+    (``networks.train_model``; default: the recipe's stated 0.02 and 0,
+    ``networks.HELPER_0_1`` is the scripts' utilities file). Cached on disk.
     Example::
 
         fractions, _ = published.curve("obd_all_layers_prune")
@@ -370,10 +370,10 @@ def as_ran_sweep(run: str, fractions: Sequence[float], seeds: Sequence[int] = ex
                           packing=packing, init_stddev=init_stddev, bias_init=bias_init)[0]
 
 
-def as_ran_details(run: str, fractions: Sequence[float], seeds: Sequence[int] = experiments.SEEDS,
+def as_ran_details(run: str, fractions: Sequence[float], seeds: Sequence[int] = networks.SEEDS,
                    *, carry_over: bool = True, arithmetic: str = "tf0",
-                   packing: str = "weights_first", init_stddev: float = init_scale.POST_STATED[0],
-                   bias_init: float = init_scale.POST_STATED[1]) -> tuple[np.ndarray, np.ndarray]:
+                   packing: str = "weights_first", init_stddev: float = networks.POST_STATED[0],
+                   bias_init: float = networks.POST_STATED[1]) -> tuple[np.ndarray, np.ndarray]:
     """``as_ran_sweep`` plus, per seed and fraction, whether the step's scores were all tied (NaN)."""
     if not isinstance(run, str) or run not in published.RUNS:
         raise ValueError(f"run must be one of {tuple(published.RUNS)}, got {run!r}")
@@ -384,14 +384,14 @@ def as_ran_details(run: str, fractions: Sequence[float], seeds: Sequence[int] = 
     if arithmetic not in ARITHMETICS:
         raise ValueError(f"arithmetic must be one of {ARITHMETICS}, got {arithmetic!r}")
     packing = _check_packing(packing)
-    init = init_scale.check_init(init_stddev, bias_init)
+    init = networks.check_init(init_stddev, bias_init)
     spec = published.RUNS[run]
     rows, flags = [], []
     for seed in seeds:
-        config = experiments.post_config(RUN_VARIANTS[run], seed)
+        config = networks.post_config(RUN_VARIANTS[run], seed)
 
         def build(config=config, seed=seed):
-            model = init_scale.train_model(config, *init).model
+            model = networks.train_model(config, *init).model
             (x_pool, y_pool), _ = data.load_post_split()
             _, (x_test, y_test) = data.load_mnist()
             if spec.method == "magnitude":
@@ -405,13 +405,14 @@ def as_ran_details(run: str, fractions: Sequence[float], seeds: Sequence[int] = 
 
         key = {"run": run, "model": config.to_dict(), "fractions": fractions,
                "carry_over": carry_over, "arithmetic": arithmetic, "packing": packing}
-        if not init_scale.is_post_stated(*init):
+        if not networks.is_post_stated(*init):
             key["init"] = list(init)
+        # "asran_runs" is this module's name before the package move; kept so existing cache entries hit
         arrays = cache.fetch("asran_sweep", key, build,
-                             version=f"asran_runs{ASRAN_RUNS_CODE_VERSION}-training"
+                             version=f"asran_runs{AS_RAN_CODE_VERSION}-training"
                                      f"{training.TRAINING_CODE_VERSION}"
-                                     + ("" if init_scale.is_post_stated(*init)
-                                        else f"-init{init_scale.INIT_SCALE_CODE_VERSION}"))
+                                     + ("" if networks.is_post_stated(*init)
+                                        else f"-init{networks.INIT_SCALE_CODE_VERSION}"))
         rows.append(arrays["accuracy"])
         flags.append(arrays["tied"])
     return np.stack(rows), np.stack(flags)

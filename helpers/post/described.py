@@ -15,7 +15,7 @@ chapter "As the code ran"):
   test accuracy on the 10,000 test images.
 
 ``described_sweep(run, fractions)`` gives the accuracy curves over the
-training seeds of ``experiments.SEEDS``; ``described_scores(run, seed)`` the
+training seeds of ``networks.SEEDS``; ``described_scores(run, seed)`` the
 scores of one network. Both are cached on disk, so every chapter that asks
 for them again reads them back in well under a second.
 """
@@ -26,12 +26,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from helpers import checks, cache, data, experiments, init_scale, pruning, published, saliency, training
+from helpers import cache, checks, data, pruning, saliency, training
+from helpers.post import networks, published
 
 #: Bump when a change here would change the scores or the accuracies.
-RERUNS_CODE_VERSION = "1"
+DESCRIBED_CODE_VERSION = "1"
 
-#: The network each published run used, as a key of ``experiments.VARIANTS``.
+#: The network each published run used, as a key of ``networks.VARIANTS``.
 #: The dropout run was trained at learning rate 1e-5 in the post.
 RUN_VARIANTS: dict[str, str] = {
     name: ("dropout_lr1e-5" if run.dropout else "plain") for name, run in published.RUNS.items()
@@ -46,33 +47,33 @@ def check_run(run: object) -> str:
 
 
 def check_variant(variant: object) -> str:
-    """``variant`` if it is a key of ``experiments.VARIANTS``, else ValueError."""
-    if not isinstance(variant, str) or variant not in experiments.VARIANTS:
-        raise ValueError(f"variant must be one of {tuple(experiments.VARIANTS)}, got {variant!r}")
+    """``variant`` if it is a key of ``networks.VARIANTS``, else ValueError."""
+    if not isinstance(variant, str) or variant not in networks.VARIANTS:
+        raise ValueError(f"variant must be one of {tuple(networks.VARIANTS)}, got {variant!r}")
     return variant
 
 
 def described_scores(run: str, seed: int = 0, variant: str | None = None, *,
-                     init_stddev: float = init_scale.POST_STATED[0],
-                     bias_init: float = init_scale.POST_STATED[1]) -> list[np.ndarray]:
+                     init_stddev: float = networks.POST_STATED[0],
+                     bias_init: float = networks.POST_STATED[1]) -> list[np.ndarray]:
     """The described saliency of every parameter of one trained network.
 
     ``run``: a key of ``published.RUNS`` (fixes the method; the scope does not
     change the scores). ``variant``: the network, a key of
-    ``experiments.VARIANTS``; by default the one the post used for ``run``
+    ``networks.VARIANTS``; by default the one the post used for ``run``
     (``RUN_VARIANTS``), e.g. pass ``"dropout"`` for the dropout network at the
     fair learning rate 1e-4. ``init_stddev`` and ``bias_init`` pick the
-    network's initial scale (``init_scale.train_model``; the default is the
+    network's initial scale (``networks.train_model``; the default is the
     post's stated 0.02 and 0). Returns arrays aligned with
     ``model.trainable_weights``; lower means pruned earlier.
     """
     run = check_run(run)
     variant = RUN_VARIANTS[run] if variant is None else check_variant(variant)
     seed = checks.integer(seed, "seed", 0)
-    init = init_scale.check_init(init_stddev, bias_init)
+    init = networks.check_init(init_stddev, bias_init)
     method = published.RUNS[run].method
-    config = experiments.post_config(variant, seed)
-    trained = init_scale.train_model(config, *init)
+    config = networks.post_config(variant, seed)
+    trained = networks.train_model(config, *init)
     if method == "magnitude":
         return saliency.saliency(trained.model, "magnitude")
 
@@ -87,10 +88,10 @@ def described_scores(run: str, seed: int = 0, variant: str | None = None, *,
 
 
 def described_sweep(run: str, fractions: Sequence[float],
-                    seeds: Sequence[int] = experiments.SEEDS,
+                    seeds: Sequence[int] = networks.SEEDS,
                     variant: str | None = None, *,
-                    init_stddev: float = init_scale.POST_STATED[0],
-                    bias_init: float = init_scale.POST_STATED[1]) -> np.ndarray:
+                    init_stddev: float = networks.POST_STATED[0],
+                    bias_init: float = networks.POST_STATED[1]) -> np.ndarray:
     """Test accuracy after one-shot pruning as the post describes ``run``.
 
     Returns an array of shape ``(len(seeds), len(fractions))``: row ``i`` is
@@ -113,17 +114,17 @@ def described_sweep(run: str, fractions: Sequence[float],
     if len(seeds) == 0:
         raise ValueError("seeds is empty")
     seeds = [checks.integer(s, "seeds", 0) for s in seeds]
-    init = init_scale.check_init(init_stddev, bias_init)
+    init = networks.check_init(init_stddev, bias_init)
     scope = published.RUNS[run].scope
     return np.stack([_one_sweep(run, variant, seed, fractions, scope, init) for seed in seeds])
 
 
 def _one_sweep(run: str, variant: str, seed: int, fractions: list[float], scope: str,
                init: tuple[float, float]) -> np.ndarray:
-    config = experiments.post_config(variant, seed)
+    config = networks.post_config(variant, seed)
 
     def build() -> dict[str, np.ndarray]:
-        trained = init_scale.train_model(config, *init)
+        trained = networks.train_model(config, *init)
         scores = described_scores(run, seed, variant, init_stddev=init[0], bias_init=init[1])
         (_, _), (x_test, y_test) = data.load_mnist()
         return {"accuracy": pruning.sweep(trained.model, scores, fractions, x_test, y_test, scope)}
@@ -135,10 +136,11 @@ def _one_sweep(run: str, variant: str, seed: int, fractions: list[float], scope:
 def _model_key(config: training.TrainConfig, init: tuple[float, float]) -> dict:
     """The network's part of a cache key (the initial scale only when it is not the post's)."""
     key = {"model": config.to_dict()}
-    if not init_scale.is_post_stated(*init):
+    if not networks.is_post_stated(*init):
         key["init"] = list(init)
     return key
 
 
 def _version() -> str:
-    return f"reruns{RERUNS_CODE_VERSION}-training{training.TRAINING_CODE_VERSION}"
+    # "reruns" is this module's name before the package move; kept so existing cache entries hit
+    return f"reruns{DESCRIBED_CODE_VERSION}-training{training.TRAINING_CODE_VERSION}"

@@ -13,7 +13,7 @@ One module for the four chapters of Part III:
 - "Dropout under heavy pruning" (12): :func:`crossing`, where one accuracy
   curve with a band over seeds overtakes another for good;
 - chapters 10 and 12: :func:`as_ran_obd_sweep`, the post's OBD loop as it
-  ran (``asran_runs.obd_as_ran``) on any network variant, over seeds.
+  ran (``as_ran.obd_as_ran``) on any network variant, over seeds.
 
 Every function validates its arguments before any work and raises
 ``TypeError`` or ``ValueError`` naming the argument.
@@ -27,8 +27,8 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
-from helpers import (asran_runs, cache, data, experiments, hessian, metrics, network, pruning,
-                     training)
+from helpers import cache, data, hessian, metrics, network, pruning, training
+from helpers.post import as_ran, networks
 
 #: Bump when a change here would change a cached result.
 OBSERVATIONS_CODE_VERSION = "1"
@@ -320,7 +320,7 @@ def crossing(fractions: Sequence[float], acc_a: np.ndarray, acc_b: np.ndarray,
 # --------------------------------------------------------------------------- as-ran OBD
 
 #: The published OBD run that used each (variant, scope), whose cached curve
-#: ``asran_runs.as_ran_sweep`` already computes.
+#: ``as_ran.as_ran_sweep`` already computes.
 _PUBLISHED_OBD_RUNS = {
     ("plain", "global"): "obd_all_layers_prune",
     ("plain", "layer"): "obd_layerwise_prune",
@@ -329,41 +329,42 @@ _PUBLISHED_OBD_RUNS = {
 
 
 def as_ran_obd_sweep(variant: str, fractions: Sequence[float], scope: str = "global",
-                     seeds: Sequence[int] = experiments.SEEDS) -> np.ndarray:
+                     seeds: Sequence[int] = networks.SEEDS) -> np.ndarray:
     """The post's OBD loop as its scripts ran it, on any network variant (chapters 10 and 12).
 
     Shape ``(len(seeds), len(fractions))``. Exactly the computation of
-    ``asran_runs.as_ran_sweep`` (TensorFlow 0.x row sums on a fresh 64-image
+    ``as_ran.as_ran_sweep`` (TensorFlow 0.x row sums on a fresh 64-image
     batch of the 55,000-image split per step, drawn with the training seed,
     ``top_k`` ranking, the faulty restore), for networks the post never
     pruned this way too, e.g. ``variant="dropout"`` (dropout at the fair
     learning rate 1e-4). Where the post did run it (``_PUBLISHED_OBD_RUNS``)
     this simply returns ``as_ran_sweep`` of that run. Cached on disk.
     """
-    if not isinstance(variant, str) or variant not in experiments.VARIANTS:
-        raise ValueError(f"variant must be one of {tuple(experiments.VARIANTS)}, got {variant!r}")
+    if not isinstance(variant, str) or variant not in networks.VARIANTS:
+        raise ValueError(f"variant must be one of {tuple(networks.VARIANTS)}, got {variant!r}")
     scope = pruning.check_scope(scope)
     fractions = pruning.check_fractions(fractions)
-    seeds = asran_runs._check_seeds(seeds)
+    seeds = as_ran._check_seeds(seeds)
     run = _PUBLISHED_OBD_RUNS.get((variant, scope))
     if run is not None:
-        return asran_runs.as_ran_sweep(run, fractions, seeds)
+        return as_ran.as_ran_sweep(run, fractions, seeds)
     rows = []
     for seed in seeds:
-        config = experiments.post_config(variant, seed)
+        config = networks.post_config(variant, seed)
 
         def build(config=config, seed=seed):
             model = training.train_model(config).model
             (x_pool, y_pool), _ = data.load_post_split()
             _, (x_test, y_test) = data.load_mnist()
-            acc, tied = asran_runs.obd_as_ran(model, fractions, scope, x_pool, y_pool,
-                                              x_test, y_test, seed=seed)
+            acc, tied = as_ran.obd_as_ran(model, fractions, scope, x_pool, y_pool,
+                                          x_test, y_test, seed=seed)
             return {"accuracy": acc, "tied": tied}
 
         key = {"variant": variant, "scope": scope, "model": config.to_dict(),
                "fractions": fractions}
+        # "asran_runs" names as_ran.py as it was called before the package move (unchanged cache key)
         version = (f"observations{OBSERVATIONS_CODE_VERSION}-asran_runs"
-                   f"{asran_runs.ASRAN_RUNS_CODE_VERSION}-training{training.TRAINING_CODE_VERSION}")
+                   f"{as_ran.AS_RAN_CODE_VERSION}-training{training.TRAINING_CODE_VERSION}")
         rows.append(cache.fetch("observations_asran_obd", key, build, version=version)["accuracy"])
     return np.stack(rows)
 

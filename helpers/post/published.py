@@ -45,5 +45,5 @@ def curve(run: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _rows() -> list[dict[str, str]]:
-    text = resources.files("helpers").joinpath("published_results.csv").read_text()
+    text = resources.files("helpers.post").joinpath("published_results.csv").read_text()
     return list(csv.DictReader(text.splitlines()))

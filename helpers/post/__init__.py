@@ -1,0 +1,12 @@
+"""Code that replicates the 2016 post (Parts II and III of the book).
+
+Import the modules, e.g. ``from helpers.post import as_ran, networks``:
+
+- ``published``: the post's published numbers (``published_results.csv``).
+- ``networks``: the post's trained networks, their variants, seeds and initial scale.
+- ``described``: the post's runs as its text describes them.
+- ``as_ran``: the post's runs as its code ran them.
+- ``checkpoints``: the post's own trained networks (public entry point
+  ``helpers.checkpoints.load_post_network``).
+- ``observations``: the measurements behind the post's four observations (Part III).
+"""
