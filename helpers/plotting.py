@@ -38,8 +38,28 @@ METHOD_NAMES = {
 }
 
 
+def use_inline_backend() -> None:
+    """Draw figures inline when running in a Jupyter kernel, whatever ``MPLBACKEND`` says.
+
+    A kernel started with ``MPLBACKEND=Agg`` (common on servers and CI images)
+    would otherwise neither show nor store figures. Outside a kernel (a plain
+    script, the unit tests) this does nothing.
+    """
+    try:
+        from IPython import get_ipython
+    except ImportError:  # IPython is a dependency of ipykernel; plain Python may lack it
+        return
+    shell = get_ipython()
+    if shell is not None and getattr(shell, "kernel", None) is not None:
+        shell.run_line_magic("matplotlib", "inline")
+
+
 def use_book_style() -> None:
-    """Set the book's matplotlib defaults (size, fonts, grid)."""
+    """Set the book's matplotlib defaults (size, fonts, grid), with inline figures in Jupyter.
+
+    Every chapter calls it once in its setup cell (see ``use_inline_backend``).
+    """
+    use_inline_backend()
     mpl.rcParams.update({
         "figure.figsize": (7.0, 4.2),
         "figure.dpi": 100,

@@ -5,7 +5,7 @@ import pytest
 
 from conftest import small_data, small_mlp
 from helpers import hessian, metrics, pruning
-from helpers.post import as_ran
+from helpers.post import as_ran, published
 
 SIZES = (6, 5, 4, 3)
 
@@ -205,3 +205,81 @@ def test_gauss_newton_row_sums_against_brute_force():
     # With hidden layers they differ.
     deep = hessian.flatten(hessian.hessian_row_sums(model, x, y))
     assert np.max(np.abs(deep - ours)) > 1e-3 * np.max(np.abs(deep))
+
+
+def test_file_order_reads_consecutive_batches_only():
+    """Step i scores images i*b..(i+1)*b-1: images past the last batch never matter."""
+    model = small_mlp(SIZES)
+    x_test, y_test = small_data(SIZES, n=60, seed=5)
+    x_pool, y_pool = small_data(SIZES, n=24, seed=6)
+    extra_x, extra_y = small_data(SIZES, n=40, seed=7)
+    fractions = [0.1, 0.2, 0.3]
+    short = as_ran.obd_as_ran(model, fractions, "global", x_pool, y_pool, x_test, y_test,
+                              batch_size=8, batch_order="file", trace=True)
+    longer = as_ran.obd_as_ran(model, fractions, "global", np.r_[x_pool, 400 * extra_x],
+                               np.r_[y_pool, extra_y], x_test, y_test, batch_size=8,
+                               batch_order="file", trace=True)
+    for key in ("accuracy", "tied", "carried"):
+        assert np.array_equal(short[key], longer[key])
+    reversed_pool = as_ran.obd_as_ran(model, fractions, "global", x_pool[::-1], y_pool[::-1], x_test,
+                                      y_test, batch_size=8, batch_order="file", trace=True)
+    assert not np.array_equal(reversed_pool["carried"], short["carried"])  # the order does matter
+    with pytest.raises(ValueError, match="fewer than 4 file-order batches"):
+        as_ran.obd_as_ran(model, fractions + [0.4], "global", x_pool, y_pool, x_test, y_test,
+                          batch_size=8, batch_order="file")
+
+
+def test_shuffled_batches_are_disjoint_slices_of_one_permutation():
+    """Shuffled order on a pool of exactly n_steps batches sees every image once: it equals file
+    order on the pool permuted by the same generator."""
+    model = small_mlp(SIZES)
+    x_test, y_test = small_data(SIZES, n=60, seed=5)
+    x_pool, y_pool = small_data(SIZES, n=24, seed=6)
+    fractions = [0.1, 0.2, 0.3]
+    shuffled = as_ran.obd_as_ran(model, fractions, "global", x_pool, y_pool, x_test, y_test,
+                                 batch_size=8, batch_order="shuffled", seed=3, trace=True)
+    order = np.random.default_rng(3).permutation(24)
+    file = as_ran.obd_as_ran(model, fractions, "global", x_pool[order], y_pool[order], x_test, y_test,
+                             batch_size=8, batch_order="file", trace=True)
+    for key in ("accuracy", "tied", "carried"):
+        assert np.array_equal(shuffled[key], file[key])
+
+
+def test_logit_shift_changes_no_exact_score():
+    model = small_mlp(SIZES)
+    x_test, y_test = small_data(SIZES, n=60, seed=5)
+    x_pool, y_pool = small_data(SIZES, n=32, seed=6)
+    runs = [as_ran.obd_as_ran(model, [0.2, 0.4], "global", x_pool, y_pool, x_test, y_test,
+                              batch_size=16, batch_order="file", arithmetic="exact", logit_shift=shift,
+                              trace=True) for shift in (0.0, 2.5)]
+    assert np.array_equal(runs[0]["accuracy"], runs[1]["accuracy"])
+    with pytest.raises(ValueError, match="logit_shift"):
+        as_ran.obd_as_ran(model, [0.2], "global", x_pool, y_pool, x_test, y_test, logit_shift=np.inf)
+    with pytest.raises(TypeError, match="logit_shift"):
+        as_ran.obd_as_ran(model, [0.2], "global", x_pool, y_pool, x_test, y_test, logit_shift="1")
+    with pytest.raises(ValueError, match="batch_order"):
+        as_ran.obd_as_ran(model, [0.2], "global", x_pool, y_pool, x_test, y_test, batch_order="sorted")
+
+
+def test_script_runs_and_replay_arguments():
+    assert as_ran.script_runs("obd_all_layers_prune") == [as_ran.FIGURE1_FRACTIONS, as_ran.FIGURE2_FRACTIONS]
+    assert as_ran.script_runs("obd_layerwise_prune") == [as_ran.FIGURE1_FRACTIONS]
+    assert as_ran.script_runs("magnitude_all_layers_prune") == [as_ran.FIGURE1_FRACTIONS]
+    with pytest.raises(ValueError, match="run must be one of"):
+        as_ran.replay_post_run("obd_everything")
+    with pytest.raises(ValueError, match="variation must be one of"):
+        as_ran.replay_band("obd_layerwise_prune", "weather")
+    with pytest.raises(ValueError, match="n_replays"):
+        as_ran.replay_band("obd_layerwise_prune", "batches", n_replays=0)
+
+
+@pytest.mark.parametrize("run", ["magnitude_layerwise_prune", "magnitude_all_layers_prune",
+                                 "obd_all_layers_prune"])
+def test_replay_on_the_posts_network_reproduces_every_published_number(run):
+    replay = as_ran.replay_post_run(run)
+    fractions, accuracies = published.curve(run)
+    assert np.array_equal(replay["fraction"], fractions)
+    assert np.array_equal(np.round(replay["accuracy"], 4), accuracies)
+    if run == "obd_all_layers_prune":  # figure 2 was its own run; results.txt kept run 1's 10 %
+        assert replay["segment"].tolist() == [0] * 20 + [1] * 6
+        assert replay["tied"][1:20].all() and replay["dropped"].size == 1

@@ -37,7 +37,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from helpers import cache, data, hessian, metrics, network, pruning, training
+from helpers import cache, checks, data, hessian, metrics, network, pruning, training
 from helpers.post import networks, published
 
 #: Bump when a change here would change a cached curve.
@@ -45,6 +45,7 @@ AS_RAN_CODE_VERSION = "1"
 
 PACKINGS = ("weights_first", "interleaved")
 ARITHMETICS = ("tf0", "exact")
+BATCH_ORDERS = ("random", "shuffled", "file")
 #: Below this float32 probability, (1/p)**2 overflows (float32 max is about 2**128).
 TF0_OVERFLOW_P = 2.0 ** -64
 
@@ -281,10 +282,19 @@ def magnitude_as_ran(model: keras.Model, fractions: Sequence[float], x_test: np.
 def obd_as_ran(model: keras.Model, fractions: Sequence[float], scope: str, x_pool: np.ndarray,
                y_pool: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, *, batch_size: int = 64,
                seed: int = 0, carry_over: bool = True, arithmetic: str = "tf0",
-               packing: str = "weights_first", trace: bool = False):
+               packing: str = "weights_first", trace: bool = False, batch_order: str = "random",
+               logit_shift: float = 0.0):
     """The post's OBD loop: ``(accuracies, tied)`` at each fraction.
 
-    Each step draws ``batch_size`` images from the pool (generator ``seed``),
+    Each step takes ``batch_size`` images from the pool: drawn at random
+    (``batch_order="random"``, generator ``seed``), as consecutive slices of
+    one random permutation, like a shuffled epoch (``"shuffled"``), or, as
+    TensorFlow 0.x's unshuffled first epoch served them, in file order
+    (``"file"``: step ``i`` scores images ``i * batch_size`` to
+    ``(i + 1) * batch_size - 1``). ``logit_shift`` is added to the output
+    bias while scoring only: the row sums do not change in exact arithmetic
+    (softmax ignores a common shift of the logits) but their float32 rounding
+    does, which probes scores that are zero up to rounding. Then it
     computes the row sums on the current network (``arithmetic="tf0"``: as
     TensorFlow 0.x did, NaN on a saturated batch; ``"exact"``: stable
     arithmetic), zeros the ``top_k`` choice, measures test accuracy, then
@@ -312,29 +322,41 @@ def obd_as_ran(model: keras.Model, fractions: Sequence[float], scope: str, x_poo
     packing = _check_packing(packing)
     if not isinstance(trace, bool):
         raise TypeError(f"trace must be a bool, got {trace!r}")
+    if not isinstance(batch_order, str) or batch_order not in BATCH_ORDERS:
+        raise ValueError(f"batch_order must be one of {BATCH_ORDERS}, got {batch_order!r}")
+    logit_shift = checks.real(logit_shift, "logit_shift")
+    if batch_order != "random" and len(fractions) * batch_size > len(x_pool):
+        raise ValueError(f"x_pool holds {len(x_pool)} images, fewer than {len(fractions)} file-order "
+                         f"batches of {batch_size}")
 
-    def row_sums(xb, yb):
+    def row_sums(weights, xb, yb):
+        model.set_weights(weights[:-1] + [weights[-1] + np.float32(logit_shift)])
         if arithmetic == "tf0":
             return tf0_row_sums(model, xb, yb, scope)
         return hessian.hessian_row_sums(model, xb, yb, scope=scope)
 
     rng = np.random.default_rng(seed)
+    permutation = rng.permutation(len(x_pool)) if batch_order == "shuffled" else None
     original = chain.weights()
     current = [w.copy() for w in original]
     accuracies, tied, restore_tied, carried = [], [], [], []
     try:
-        for fraction in fractions:
-            batch = rng.choice(len(x_pool), size=batch_size, replace=False)
+        for step, fraction in enumerate(fractions):
+            if batch_order == "file":
+                batch = np.arange(step * batch_size, (step + 1) * batch_size)
+            elif batch_order == "shuffled":
+                batch = permutation[step * batch_size:(step + 1) * batch_size]
+            else:
+                batch = rng.choice(len(x_pool), size=batch_size, replace=False)
             xb, yb = x_pool[batch], y_pool[batch]
-            model.set_weights(current)
-            scores = row_sums(xb, yb)
+            scores = row_sums(current, xb, yb)
             tied.append(bool(any(np.isnan(s).any() for s in scores)))
             masks = tf0_masks(scores, fraction, scope, packing)
             pruned = [w * m for w, m in zip(current, masks)]
             model.set_weights(pruned)
             accuracies.append(metrics.accuracy(model, x_test, y_test))
             if carry_over:
-                again_scores = row_sums(xb, yb)
+                again_scores = row_sums(pruned, xb, yb)
                 restore_tied.append(bool(any(np.isnan(s).any() for s in again_scores)))
                 again = tf0_masks(again_scores, fraction, scope, packing)
                 current = [np.where(m == 0, w0, w) for w0, w, m in zip(original, pruned, again)]
@@ -416,6 +438,100 @@ def as_ran_details(run: str, fractions: Sequence[float], seeds: Sequence[int] = 
         rows.append(arrays["accuracy"])
         flags.append(arrays["tied"])
     return np.stack(rows), np.stack(flags)
+
+
+# --- the post's own networks, replayed ------------------------------------------------------
+
+#: Figure 2's levels: a second run of the all-layer OBD script, ``k * n / 10`` for k = 1..7.
+FIGURE2_FRACTIONS = tuple(k / 10 for k in range(1, 8))
+#: Every script's first loop: ``k * n / 100`` for k = 1..19 (figure 1).
+FIGURE1_FRACTIONS = tuple(k / 100 for k in range(1, 20))
+
+
+def script_runs(run: str) -> list[tuple[float, ...]]:
+    """The levels of each separate run of the script behind published ``run``, in order.
+
+    Every script looped over 1..19 percent. The two all-layer OBD scripts were
+    started a second time from their checkpoint for figure 2 (10..70 percent);
+    that run began again at the trained network and at image 0.
+    """
+    spec = published.RUNS[published.check_run(run)]
+    if spec.method == "obd" and spec.scope == "global":
+        return [FIGURE1_FRACTIONS, FIGURE2_FRACTIONS]
+    return [FIGURE1_FRACTIONS]
+
+
+def replay_post_run(run: str, *, batch_order: str = "file", seed: int = 0, logit_shift: float = 0.0,
+                    carry_over: bool = True, arithmetic: str = "tf0") -> dict[str, np.ndarray]:
+    """Published ``run`` as its script computed it, on the post's own trained network.
+
+    Returns arrays aligned with ``published.curve(run)``: ``"fraction"``,
+    ``"accuracy"`` (test accuracy; the dense network at 0), ``"tied"``
+    (the step ranked NaN scores, i.e. pruned in index order) and ``"segment"``
+    (which run of the script the point comes from, see ``script_runs``). As
+    in the run's ``results.txt``, a level that two runs share (10 percent)
+    is taken from the first; ``"dropped"`` holds the second run's value there.
+    OBD batches follow ``batch_order`` (``"file"``: as TensorFlow 0.x served
+    them, each run from image 0; otherwise run ``j`` draws with generator
+    seed ``2 * seed + j``); ``logit_shift`` as in ``obd_as_ran``.
+    """
+    from helpers import checkpoints  # the public loader; it imports this subpackage
+
+    spec = published.RUNS[published.check_run(run)]
+    model = checkpoints.load_post_network(run)
+    (x_pool, y_pool), _ = data.load_post_split()
+    _, (x_test, y_test) = data.load_mnist()
+    points: dict[float, tuple[float, bool, int]] = {0.0: (metrics.accuracy(model, x_test, y_test), False, 0)}
+    dropped = []
+    for j, fractions in enumerate(script_runs(run)):
+        if spec.method == "magnitude":
+            acc = magnitude_as_ran(model, fractions, x_test, y_test, spec.scope)
+            tied = np.zeros(len(fractions), bool)
+        else:
+            acc, tied = obd_as_ran(model, fractions, spec.scope, x_pool, y_pool, x_test, y_test,
+                                   seed=2 * int(seed) + j, carry_over=carry_over, arithmetic=arithmetic,
+                                   batch_order=batch_order, logit_shift=logit_shift)
+        for f, a, t in zip(fractions, acc, tied):
+            if round(f, 6) in points:
+                dropped.append(a)
+            else:
+                points[round(f, 6)] = (float(a), bool(t), j)
+    fractions, _ = published.curve(run)
+    rows = [points[round(float(f), 6)] for f in fractions]
+    return {"fraction": fractions, "accuracy": np.array([r[0] for r in rows]),
+            "tied": np.array([r[1] for r in rows]), "segment": np.array([r[2] for r in rows]),
+            "dropped": np.array(dropped)}
+
+
+#: What a band of replays varies: the batches (shuffled epochs) or the float32 rounding.
+VARIATIONS = ("batches", "rounding")
+
+
+def replay_band(run: str, variation: str, n_replays: int = 50) -> np.ndarray:
+    """``n_replays`` replays of ``run`` on the post's network, shape ``(n_replays, points)``.
+
+    ``variation="batches"``: replay ``s`` scores on shuffled batches (seed
+    ``s``), the distribution of a run that pruned right after training.
+    ``"rounding"``: file-order batches, replay ``s`` shifting the logits by a
+    constant drawn uniformly from [-4, 4] (replay 0: no shift), which changes
+    only how float32 rounds the scores. Cached on disk.
+    """
+    run = published.check_run(run)
+    if not isinstance(variation, str) or variation not in VARIATIONS:
+        raise ValueError(f"variation must be one of {VARIATIONS}, got {variation!r}")
+    n_replays = checks.integer(n_replays, "n_replays")
+
+    def one(s: int) -> np.ndarray:
+        if variation == "batches":
+            return replay_post_run(run, batch_order="shuffled", seed=s)["accuracy"]
+        shift = 0.0 if s == 0 else float(np.random.default_rng(s).uniform(-4.0, 4.0))
+        return replay_post_run(run, logit_shift=shift)["accuracy"]
+
+    def build() -> dict[str, np.ndarray]:
+        return {"accuracy": np.stack([one(s) for s in range(n_replays)])}
+
+    key = {"run": run, "variation": variation, "n_replays": n_replays}
+    return cache.fetch("post_replay_band", key, build, version=f"asran_runs{AS_RAN_CODE_VERSION}")["accuracy"]
 
 
 def mean_abs_gap(curve: np.ndarray, reference: np.ndarray) -> float:

@@ -39,13 +39,6 @@ RUN_VARIANTS: dict[str, str] = {
 }
 
 
-def check_run(run: object) -> str:
-    """``run`` if it names one of the post's five runs, else ValueError."""
-    if not isinstance(run, str) or run not in published.RUNS:
-        raise ValueError(f"run must be one of {tuple(published.RUNS)}, got {run!r}")
-    return run
-
-
 def check_variant(variant: object) -> str:
     """``variant`` if it is a key of ``networks.VARIANTS``, else ValueError."""
     if not isinstance(variant, str) or variant not in networks.VARIANTS:
@@ -67,7 +60,7 @@ def described_scores(run: str, seed: int = 0, variant: str | None = None, *,
     post's stated 0.02 and 0). Returns arrays aligned with
     ``model.trainable_weights``; lower means pruned earlier.
     """
-    run = check_run(run)
+    run = published.check_run(run)
     variant = RUN_VARIANTS[run] if variant is None else check_variant(variant)
     seed = checks.integer(seed, "seed", 0)
     init = networks.check_init(init_stddev, bias_init)
@@ -102,7 +95,7 @@ def described_sweep(run: str, fractions: Sequence[float],
 
         acc = described_sweep("obd_all_layers_prune", [0.1, 0.2, 0.3])
     """
-    run = check_run(run)
+    run = published.check_run(run)
     variant = RUN_VARIANTS[run] if variant is None else check_variant(variant)
     if isinstance(fractions, (str, bytes)) or not isinstance(fractions, (Sequence, np.ndarray)):
         raise TypeError(f"fractions must be a sequence of floats, got {fractions!r}")

@@ -33,10 +33,16 @@ RUNS: dict[str, Run] = {
 }
 
 
-def curve(run: str) -> tuple[np.ndarray, np.ndarray]:
-    """``(fraction_pruned, test_accuracy)`` of one run, in increasing fraction order."""
+def check_run(run: object) -> str:
+    """``run`` if it names one of the post's five runs, else ValueError."""
     if not isinstance(run, str) or run not in RUNS:
         raise ValueError(f"run must be one of {tuple(RUNS)}, got {run!r}")
+    return run
+
+
+def curve(run: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(fraction_pruned, test_accuracy)`` of one run, in increasing fraction order."""
+    check_run(run)
     rows = [r for r in _rows() if r["run"] == run]
     rows.sort(key=lambda r: int(r["percent_pruned"]))
     fractions = np.array([int(r["percent_pruned"]) / 100 for r in rows])
