@@ -1,9 +1,9 @@
 # Optimal Brain Damage, rerun -- build, test and publish.
 #   make setup        create .venv and install everything (fast when already done)
 #   make book         build the book into _build/html (zero Sphinx warnings allowed)
-#   make test         unit tests, notebook checks (nbval, twice), book build, browser test
+#   make test         unit tests, notebook checks (nbval, twice), book build, browser tests
 #   make notebooks    re-execute every chapter and save its outputs
-#   make serve        serve the built book at http://localhost:8000
+#   make serve        serve the built book at http://localhost:8000 (PORT=8001 for another port)
 #   make clean-cache  remove the downloaded/computed data in .cache/
 
 VENV := .venv
@@ -39,21 +39,25 @@ book: setup mathjax
 # second runs warm with oneDNN off, a stand-in for another CPU's floating point, and
 # with the ambient settings a reader's shell may hold: a non-inline MPLBACKEND and the
 # C locale, so chapters must print and draw the same whatever they say);
-# then the book and the browser test.
+# then the book and the browser tests: the built pages, and the README's local commands
+# (JupyterLab running chapter 16's explorer on the now warm model cache, make serve).
 NBVAL := $(VENV)/bin/pytest --nbval --nbval-current-env notebooks
+LATE_TESTS := tests/test_book.py tests/test_running_locally.py
 test: setup
-	$(VENV)/bin/pytest tests --ignore=tests/test_book.py
+	$(VENV)/bin/pytest tests $(addprefix --ignore=,$(LATE_TESTS))
 	$(NBVAL)
 	TF_ENABLE_ONEDNN_OPTS=0 MPLBACKEND=Agg LC_ALL=C $(NBVAL)
 	$(MAKE) book
-	$(VENV)/bin/pytest tests/test_book.py
+	$(VENV)/bin/pytest $(LATE_TESTS)
 
 # Re-execute every chapter in place (after changing a helper), saving fresh outputs.
 notebooks: setup
 	$(PY) scripts/execute_notebook.py notebooks/[0-9]*.ipynb
 
+PORT ?= 8000
 serve:
-	python3 -m http.server -d _build/html 8000
+	@test -f _build/html/index.html || { echo "No book in _build/html: run make book first."; exit 1; }
+	$(PY) -m http.server -d _build/html $(PORT)
 
 clean-cache:
 	rm -rf .cache
