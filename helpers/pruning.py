@@ -63,6 +63,22 @@ def sparsity(masks: Sequence[np.ndarray]) -> np.ndarray:
     return np.array([1.0 - float(np.mean(m)) for m in masks])
 
 
+def pruned_counts(scores: Sequence[np.ndarray], fractions: Sequence[float],
+                  scope: str = "global") -> np.ndarray:
+    """How many parameters of each tensor ``prune_masks`` removes at each fraction (chapter "Explore it yourself").
+
+    An int array of shape ``(len(fractions), len(scores))``: row ``i`` holds
+    the zeros per mask of ``prune_masks(scores, fractions[i], scope)``, from one sort.
+    """
+    scores = check_scores(scores)
+    fractions = check_fractions(fractions)
+    scope = check_scope(scope)
+    ranks = [np.sort(r.ravel()) for r in _ranks(scores, scope)]
+    ks = _ks(scores, fractions, scope)
+    return np.array([[int(np.searchsorted(r, k)) for r, k in zip(ranks, level)] for level in ks],
+                    dtype=np.int64).reshape(len(ks), len(scores))
+
+
 def sweep(model: keras.Model, scores: Sequence[np.ndarray], fractions: Sequence[float],
           x: np.ndarray, y: np.ndarray, scope: str = "global") -> np.ndarray:
     """Test accuracy after pruning each fraction (no retraining), restarting from the model's weights.

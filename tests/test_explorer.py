@@ -1,5 +1,7 @@
 """The explorer's pure callback and its widget wiring, driven without a browser."""
 
+import json
+
 import numpy as np
 import pytest
 from matplotlib.figure import Figure
@@ -145,6 +147,79 @@ def test_widget_shows_errors_instead_of_raising(small_networks, monkeypatch):
     box.controls["network"].value = "dropout_lr1e-5"
     assert "error" in box.summary.value and "no such network" in box.summary.value
     assert box.image.value == image  # the last good figure stays
+
+
+def test_post_networks_have_seed_zero_only(small_networks):
+    assert explorer.seeds("plain") == (0, 1, 2)
+    assert explorer.seeds("post_obd_all_layers_dropout") == (0,)
+    assert explorer.view("post_obd_layerwise_prune", "obd", "layer", 0.3)["seed"] == 0
+    with pytest.raises(ValueError, match="seed"):
+        explorer.view("post_obd_layerwise_prune", "obd", "layer", 0.3, seed=1)
+    with pytest.raises(ValueError, match="network"):
+        explorer.seeds("post_nothing")
+
+
+def test_widget_offers_the_seeds_of_the_chosen_network(small_networks):
+    box = explorer.build("dropout", "magnitude", "global", 0.2, seed=2)
+    box.controls["network"].value = "post_magnitude_all_layers_prune"
+    assert box.controls["seed"].options == (0,)
+    assert (box.last["network"], box.last["seed"]) == ("post_magnitude_all_layers_prune", 0)
+    box.controls["network"].value = "plain"
+    assert box.controls["seed"].options == (0, 1, 2) and box.last["network"] == "plain"
+
+
+def test_summary_lines_fit_the_page(small_networks):
+    text = explorer.summary_text(explorer.view("dropout_lr1e-5", "asran_obd", "global", 0.5))
+    assert max(len(line) for line in text.split("\n")) <= 80
+    assert "50.0% of parameters pruned: test accuracy" in text
+
+
+SETTINGS = [("plain", 1, "obd", "global", 37), ("plain", 0, "magnitude", "layer", 99),
+            ("post_obd_all_layers_prune", 0, "obd", "layer", 0),
+            ("post_obd_all_layers_prune", 0, "magnitude", "global", 64)]
+
+
+def test_page_data_is_what_view_computes(small_networks, isolated_cache, monkeypatch):
+    data = explorer.page_data(["plain", "post_obd_all_layers_prune"], ["magnitude", "obd"])
+    assert len(data["accuracy"]) == len(data["pruned"]) == (3 + 1) * 2 * 2
+    assert data["tensors"] == ["hidden1 kernel", "hidden1 bias", "hidden2 kernel", "hidden2 bias",
+                               "logits kernel", "logits bias"]
+    assert len(data["tables"]) < len(data["pruned"])  # layer-wise counts are shared
+    for network, seed, method, scope, percent in SETTINGS:
+        key = f"{network}/{seed}/{method}/{scope}"
+        result = explorer.view(network, method, scope, percent / 100, seed=seed)
+        assert data["accuracy"][key][percent] == round(result["accuracy"] * 10_000)
+        fractions, curve = result["curve"]
+        assert data["accuracy"][key] == [round(a * 10_000) for a in curve[:100]]
+        counts = explorer.decode_pruned(data, key)
+        assert counts.shape == (100, 6)
+        shares = np.array(list(result["sparsity"].values()))  # a float32 mean per mask
+        np.testing.assert_array_equal(counts[percent], np.round(shares * data["sizes"]))
+        assert counts[percent].sum() / sum(data["sizes"]) == pytest.approx(result["overall_sparsity"])
+    # A second build reads every setting back from the disk cache: no saliency is computed.
+    explorer.clear()
+    calls = counting_saliency(monkeypatch)
+    assert explorer.page_data(["plain", "post_obd_all_layers_prune"], ["magnitude", "obd"]) == data
+    assert calls == []
+    assert json.loads(explorer.page_json(data)) == data
+    with pytest.raises(ValueError, match="method_keys"):
+        explorer.page_data(["plain"], ["obs"])
+    with pytest.raises(ValueError, match="key"):
+        explorer.decode_pruned(data, "plain/0/obd/all")
+
+
+def test_page_html_embeds_data_and_script_and_fetches_nothing(small_networks, isolated_cache):
+    data = explorer.page_data(["dropout"], ["asran_magnitude"])
+    data["tensors"][0] = "</script><b>"  # must not end the embedded data early
+    page = explorer.page_html(data, "test-explorer")
+    assert page.startswith('<div id="test-explorer" class="obd-explorer">') and page.endswith("</div>")
+    assert page.count("</script>") == 2 and "src=" not in page
+    assert not any(word in page for word in ("fetch(", "XMLHttpRequest", "import("))
+    assert "http" not in page.replace('"http://www.w3.org/2000/svg"', "")  # SVG's namespace only
+    start = page.index('class="obd-explorer-data">') + len('class="obd-explorer-data">')
+    assert json.loads(page[start:page.index("</script>", start)]) == data
+    with pytest.raises(ValueError, match="element_id"):
+        explorer.page_html(data, 'x" onload="')
 
 
 def test_import_does_no_work():

@@ -37,6 +37,21 @@ def test_mask_counts_are_round_half_up(fraction, scope):
             assert int((m == 0).sum()) == int(np.floor(fraction * s.size + 0.5))
 
 
+@pytest.mark.parametrize("scope", ["global", "layer"])
+def test_pruned_counts_are_the_zeros_of_each_mask(scope):
+    rng = np.random.default_rng(1)
+    scores = [rng.normal(size=s) for s in [(30, 7), (7,), (7, 3), (3,)]]
+    scores[1][:4] = scores[0][0, 0]  # ties across tensors, broken by position
+    fractions = [0.0, 0.013, 0.25, 0.5, 0.77, 1.0]
+    counts = pruning.pruned_counts(scores, fractions, scope)
+    assert counts.shape == (6, 4) and counts.dtype == np.int64
+    for row, fraction in zip(counts, fractions):
+        masks = pruning.prune_masks(scores, fraction, scope)
+        assert row.tolist() == [int((m == 0).sum()) for m in masks]
+    with pytest.raises(ValueError, match="fractions"):
+        pruning.pruned_counts(scores, [0.5, 1.5], scope)
+
+
 def test_half_rounds_up():
     assert pruning.n_pruned(0.5, 5) == 3 and pruning.n_pruned(0.25, 2) == 1
     assert pruning.n_pruned(0.07, 47410) == 3319

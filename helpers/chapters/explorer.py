@@ -12,9 +12,15 @@ Two layers, kept apart so that tests can drive the explorer without a browser:
   saliency, scope, and a sparsity slider) and returns the widget box; every
   change of a control calls the box's ``refresh`` handler, which redraws the
   figure (a PNG in an ``Image`` widget) and the text summary.
+- ``page_data()`` precomputes, through ``levels``, what the explorer can show
+  at every whole percent (accuracy and pruned parameters per tensor, for every
+  network, seed, saliency and scope), and ``page_html(data)`` embeds it with a
+  small control panel and a self-contained script (``explorer.js``): the
+  explorer of the rendered book, which needs no Python.
 
 Nothing heavy happens at import. Networks come from the shared model cache
-(``networks.post_models``); saliencies are computed on first use and kept
+(``networks.post_models``), and the post's own five networks from its
+checkpoints (``checkpoints.load_post_network``); saliencies are computed on first use and kept
 in memory per (network, seed, method, scope), and so are the curves.
 Second derivatives are averaged over a fixed subset: the first
 ``N_SCORE = 10,000`` images of the post's 55,000-image training split.
@@ -22,22 +28,27 @@ Second derivatives are averaged over a fixed subset: the first
 
 from __future__ import annotations
 
+import hashlib
 import html
 import io
+import json
 from collections.abc import Sequence
+from importlib import resources
 
 import keras
 import numpy as np
 from matplotlib.figure import Figure
 
-from helpers import data, plotting, pruning, saliency
-from helpers.post import networks
+from helpers import cache, checkpoints, data, plotting, pruning, saliency
+from helpers.post import networks, published
 
 #: Network variants of chapter "Training the two networks", with their labels.
 NETWORKS: dict[str, str] = {
     "plain": "no dropout (lr 1e-4)",
     "dropout": "dropout 0.2 (lr 1e-4)",
     "dropout_lr1e-5": "dropout 0.2 (lr 1e-5, as the post ran it)",
+    # The post's own trained networks, one per run (chapter "As the code ran"); seed 0 only.
+    **{f"post_{run}": f"the post's network of {run}" for run in published.RUNS},
 }
 #: Saliencies offered, with their labels (as in the book's figures).
 METHODS: dict[str, str] = {m: plotting.METHOD_NAMES[m] for m in saliency.METHODS}
@@ -48,11 +59,22 @@ N_SCORE = 10_000
 CURVE_FRACTIONS = np.round(np.linspace(0.0, 1.0, 101), 2)
 #: Highest value of the sparsity slider.
 MAX_FRACTION = 0.99
+#: The rendered book's explorer has the first PAGE_LEVELS levels of the curve: 0 to 99 percent.
+PAGE_LEVELS = 100
+#: Version of the levels cached on disk (bump when ``levels`` changes what it computes).
+LEVELS_VERSION = "1"
 
 _networks: dict[tuple[str, int], keras.Model] = {}
 _scores: dict[tuple[str, int, str, str], list[np.ndarray]] = {}
 _curves: dict[tuple[str, int, str, str], np.ndarray] = {}
 _data: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+
+def seeds(network: str) -> tuple[int, ...]:
+    """The training seeds offered for ``network``: the book's three, or 0 alone for the post's own."""
+    if not isinstance(network, str) or network not in NETWORKS:
+        raise ValueError(f"network must be one of {tuple(NETWORKS)}, got {network!r}")
+    return (0,) if network.startswith("post_") else tuple(networks.SEEDS)
 
 
 def view(network: str, method: str, scope: str, fraction: float, seed: int = 0) -> dict:
@@ -101,8 +123,7 @@ def build(network: str = "plain", method: str = "obd", scope: str = "global",
     controls = {
         "network": widgets.Dropdown(options=[(label, key) for key, label in NETWORKS.items()],
                                     value=network, description="network"),
-        "seed": widgets.Dropdown(options=list(networks.SEEDS), value=seed,
-                                 description="seed"),
+        "seed": widgets.Dropdown(options=seeds(network), value=seed, description="seed"),
         "method": widgets.Dropdown(options=[(label, key) for key, label in METHODS.items()],
                                    value=method, description="saliency"),
         "scope": widgets.ToggleButtons(options=[(label, key) for key, label in SCOPES.items()],
@@ -120,6 +141,17 @@ def build(network: str = "plain", method: str = "obd", scope: str = "global",
     ])
 
     def refresh(change=None) -> None:
+        if box.syncing:  # the seed list is being replaced below; its change events are ours
+            return
+        allowed = seeds(controls["network"].value)
+        if tuple(controls["seed"].options) != allowed:
+            box.syncing = True
+            try:
+                controls["seed"].options = allowed
+                if controls["seed"].value not in allowed:
+                    controls["seed"].value = allowed[0]
+            finally:
+                box.syncing = False
         try:
             result = view(controls["network"].value, controls["method"].value,
                           controls["scope"].value, controls["fraction"].value,
@@ -135,25 +167,132 @@ def build(network: str = "plain", method: str = "obd", scope: str = "global",
         control.observe(refresh, names="value")
     box.controls, box.summary, box.image, box.refresh, box.last = (controls, summary, image,
                                                                    refresh, None)
+    box.syncing = False
     refresh()
     return box
 
 
 def summary_text(result: dict) -> str:
-    """A plain-text summary of a ``view`` result: setting, accuracy, and sparsity per tensor."""
-    parts = ", ".join(f"{name} {100 * s:.0f}%" for name, s in result["sparsity"].items())
-    return (f"{NETWORKS[result['network']]}, seed {result['seed']}; "
-            f"{METHODS[result['method']]}, {SCOPES[result['scope']]}, "
-            f"{100 * result['overall_sparsity']:.1f}% of parameters pruned: "
-            f"test accuracy {result['accuracy']:.4f}\npruned per tensor: {parts}")
+    """A plain-text summary of a ``view`` result in lines of at most 80 characters.
+
+    The setting, then the overall sparsity and the accuracy, then the share of
+    each tensor pruned, two layers a line.
+    """
+    layers: dict[str, list[str]] = {}
+    for name, share in result["sparsity"].items():
+        layer, weight = name.split(" ", 1)
+        layers.setdefault(layer, []).append(f"{weight} {100 * share:.0f}%")
+    chunks = [f"{layer} " + ", ".join(parts) for layer, parts in layers.items()]
+    lines = [f"{NETWORKS[result['network']]}, seed {result['seed']}",
+             f"{METHODS[result['method']]}, {SCOPES[result['scope']]}",
+             f"{100 * result['overall_sparsity']:.1f}% of parameters pruned: "
+             f"test accuracy {result['accuracy']:.4f}",
+             "pruned per tensor:"]
+    lines += ["  " + "; ".join(chunks[i:i + 2]) for i in range(0, len(chunks), 2)]
+    return "\n".join(lines)
 
 
 def summary_html(result: dict) -> str:
-    """``summary_text`` as HTML, with the setting and the accuracy in bold (the widget's text)."""
-    first, second = (html.escape(line) for line in summary_text(result).split("\n"))
-    setting, accuracy = first.rsplit(": ", 1)
-    network, rest = setting.split("; ", 1)
-    return f"<b>{network}</b>; {rest}: <b>{accuracy}</b><br>{second}"
+    """``summary_text`` as HTML, with the network and the accuracy in bold (the widget's text)."""
+    lines = [html.escape(line) for line in summary_text(result).split("\n")]
+    pruned, accuracy = lines[2].rsplit(": ", 1)
+    lines[0], lines[2] = f"<b>{lines[0]}</b>", f"{pruned}: <b>{accuracy}</b>"
+    return "<br>".join(lines)
+
+
+def levels(network: str, method: str, scope: str, seed: int = 0) -> dict[str, np.ndarray]:
+    """What ``view`` shows at each of the first ``PAGE_LEVELS`` levels of its curve (0 to 99 %).
+
+    ``accuracy``: ``view(...)["curve"]`` at those levels (the same array, cut);
+    ``pruned``: int array (levels, tensors), the pruned parameters of each tensor,
+    i.e. ``view(...)["sparsity"]`` times the tensor sizes. Cached on disk, keyed
+    by the network's weights; the static explorer of chapter "Explore it yourself".
+    """
+    network, method, scope, _, seed = _check(network, method, scope, 0.0, seed)
+    model = _network(network, seed)
+    digest = hashlib.sha256()
+    for weight in model.get_weights():
+        digest.update(np.ascontiguousarray(weight, np.float32).tobytes())
+    key = {"network": network, "seed": seed, "method": method, "scope": scope,
+           "weights_sha256": digest.hexdigest(), "n_score": N_SCORE, "levels": PAGE_LEVELS}
+
+    def build() -> dict[str, np.ndarray]:
+        fractions = list(CURVE_FRACTIONS[:PAGE_LEVELS])
+        return {"accuracy": _curve(network, seed, method, scope)[:PAGE_LEVELS],
+                "pruned": pruning.pruned_counts(_saliency(network, seed, method, scope), fractions,
+                                                scope)}
+
+    return cache.fetch("explorer_levels", key, build, version=LEVELS_VERSION)
+
+
+def page_data(network_keys: Sequence[str] = tuple(NETWORKS),
+              method_keys: Sequence[str] = tuple(METHODS)) -> dict:
+    """The static explorer's data: ``levels`` of every setting, compact (chapter "Explore it yourself").
+
+    JSON-ready: ``accuracy`` maps ``"network/seed/method/scope"`` to the
+    accuracy at 0..99 % in units of 1e-4 (ints: quantised to four decimals);
+    ``pruned`` maps the same keys to an index into ``tables``, each table being
+    per tensor the increments of its pruned count from one percent to the next
+    (identical tables are stored once). ``decode_pruned`` undoes this.
+    """
+    for name, keys, allowed in (("network_keys", network_keys, NETWORKS),
+                                ("method_keys", method_keys, METHODS)):
+        if isinstance(keys, str) or not keys or any(k not in allowed for k in keys):
+            raise ValueError(f"{name} must be a non-empty sequence of {tuple(allowed)}, got {keys!r}")
+    names = sizes = None
+    accuracy, pruned, tables, table_index = {}, {}, [], {}
+    for network in network_keys:
+        for seed in seeds(network):
+            model = _network(network, seed)
+            if names is None:
+                names, sizes = tensor_names(model), [int(np.prod(w.shape)) for w in model.trainable_weights]
+            elif tensor_names(model) != names:
+                raise ValueError(f"network {network!r} has tensors {tensor_names(model)}, not {names}")
+            for method in method_keys:
+                for scope in SCOPES:
+                    key = f"{network}/{seed}/{method}/{scope}"
+                    arrays = levels(network, method, scope, seed)
+                    accuracy[key] = [int(a) for a in np.round(arrays["accuracy"] * 10_000)]
+                    steps = np.diff(arrays["pruned"], axis=0, prepend=0).T
+                    table = tuple(tuple(int(v) for v in row) for row in steps)
+                    pruned[key] = table_index.setdefault(table, len(tables))
+                    if pruned[key] == len(tables):
+                        tables.append([list(row) for row in table])
+    return {
+        "levels": PAGE_LEVELS, "tensors": names, "sizes": sizes,
+        "networks": [[k, NETWORKS[k], list(seeds(k))] for k in network_keys],
+        "methods": [[k, METHODS[k]] for k in method_keys],
+        "scopes": [[k, v] for k, v in SCOPES.items()],
+        "accuracy": accuracy, "pruned": pruned, "tables": tables,
+    }
+
+
+def decode_pruned(data: dict, key: str) -> np.ndarray:
+    """The pruned counts (levels, tensors) of setting ``key`` in ``page_data`` output (as the page's script does)."""
+    if not isinstance(key, str) or key not in data["pruned"]:
+        raise ValueError(f"key must be one of the settings of data, got {key!r}")
+    return np.cumsum(np.asarray(data["tables"][data["pruned"][key]]), axis=1).T
+
+
+def page_json(data: dict) -> str:
+    """``page_data`` output as the compact JSON the page embeds."""
+    return json.dumps(data, separators=(",", ":"))
+
+
+def page_html(data: dict, element_id: str = "obd-explorer") -> str:
+    """The static explorer: ``page_data`` output, ``explorer.css`` and ``explorer.js``, in one HTML block.
+
+    Nothing is fetched: the data sits in a ``<script type="application/json">``
+    and the drawing script follows it inline. Needs no Python to run.
+    """
+    if not isinstance(element_id, str) or not element_id.replace("-", "").isalnum():
+        raise ValueError(f"element_id must be letters, digits and hyphens, got {element_id!r}")
+    files = resources.files("helpers.chapters")
+    style, script = (files.joinpath(name).read_text() for name in ("explorer.css", "explorer.js"))
+    payload = page_json(data).replace("</", "<\\/")
+    return (f'<div id="{element_id}" class="obd-explorer"><style>{style}</style>'
+            f'<script type="application/json" class="obd-explorer-data">{payload}</script>'
+            f"<script>{script}</script></div>")
 
 
 def figure_png(figure: Figure, dpi: int = 80) -> bytes:
@@ -190,13 +329,15 @@ def _check(network, method, scope, fraction, seed):
     fraction = pruning.check_fraction(fraction, "fraction")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise TypeError(f"seed must be an int, got {seed!r}")
-    if int(seed) not in networks.SEEDS:
-        raise ValueError(f"seed must be one of {networks.SEEDS}, got {seed!r}")
+    if int(seed) not in seeds(network):
+        raise ValueError(f"seed must be one of {seeds(network)} for {network}, got {seed!r}")
     return network, method, scope, fraction, int(seed)
 
 
 def _load_network(network: str, seed: int) -> keras.Model:
-    """The trained network (from the shared cache; trains it if the cache is cold)."""
+    """The trained network (from the shared cache; trains it if the cache is cold), or the post's own."""
+    if network.startswith("post_"):
+        return checkpoints.load_post_network(network.removeprefix("post_"))
     return networks.post_models(network, seeds=[seed])[0].model
 
 
