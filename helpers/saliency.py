@@ -23,6 +23,8 @@ import numpy as np
 from helpers import hessian, network
 
 METHODS = ("magnitude", "obd", "obd_lecun", "fisher", "asran_magnitude", "asran_obd")
+#: The methods whose scores depend on ``scope``; the others give the same scores in both.
+SCOPED_METHODS = ("asran_obd",)
 _DIAGONAL = {"obd": "exact", "obd_lecun": "lecun", "fisher": "fisher"}
 
 

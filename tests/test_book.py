@@ -364,3 +364,116 @@ def test_screenshot(driver, server):
     if os.environ.get("UPDATE_SCREENSHOT") == "1":
         SCREENSHOT_COPY.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(SCREENSHOT, SCREENSHOT_COPY)
+
+
+# ---------------------------------------------------------------- chapter 16's explorer in the page
+
+EXPLORER_PAGE = "notebooks/16_explorer.html"
+
+# The static explorer's controls, marked point, curve, bars and summary, as drawn.
+EXPLORER_STATE = """
+const root = document.getElementById('obd-explorer');
+if (!root || !root.querySelector('.obd-explorer-point[data-percent]')) return null;
+const point = root.querySelector('.obd-explorer-point');
+const value = name => root.querySelector(`[name=${name}]`).value;
+return {
+  network: value('network'), seed: value('seed'), method: value('method'), scope: value('scope'),
+  percent: Number(value('percent')),
+  seeds: Array.from(root.querySelectorAll('select[name=seed] option')).map(o => o.value),
+  point: [Number(point.getAttribute('cx')), Number(point.getAttribute('cy'))],
+  pointData: [Number(point.dataset.percent), point.dataset.accuracy],
+  curve: root.querySelector('polyline.curve').getAttribute('points').split(' ')
+             .map(p => p.split(',').map(Number)),
+  bars: Array.from(root.querySelectorAll('rect.bar')).map(b => Number(b.dataset.share)),
+  summary: root.querySelector('pre.obd-explorer-summary').textContent,
+  overflow: root.scrollWidth - root.clientWidth,
+  pageOverflow: document.documentElement.scrollWidth - document.documentElement.clientWidth,
+};
+"""
+
+
+def embedded_explorer_data() -> dict:
+    """The JSON the built chapter 16 embeds for its explorer."""
+    import json
+
+    text = (HTML / EXPLORER_PAGE).read_text(encoding="utf-8")
+    match = re.search(r'<script type="application/json" class="obd-explorer-data">(.*?)</script>', text, re.S)
+    assert match, f"{EXPLORER_PAGE}: no embedded explorer data"
+    return json.loads(match[1])
+
+
+def expected_view(data: dict, network: str, seed: int, method: str, scope: str, percent: int) -> dict:
+    """What the page must show for a setting, from the embedded (precomputed) numbers."""
+    import numpy as np
+
+    key = f"{network}/{seed}/{method}/{scope}"
+    counts = np.cumsum(np.asarray(data["tables"][data["pruned"][key]]), axis=1)[:, percent]
+    return {"accuracy": data["accuracy"][key][percent] / 10_000,
+            "shares": counts / np.asarray(data["sizes"]),
+            "overall": counts.sum() / sum(data["sizes"])}
+
+
+def test_explorer_runs_in_the_page(driver, server, built):
+    """Chapter 16's static explorer: the controls redraw the point, the bars and the text."""
+    import numpy as np
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import Select
+
+    data = embedded_explorer_data()
+    assert len(data["accuracy"]) == (3 * 3 + 5) * 6 * 2  # networks x seeds, saliencies, scopes
+    driver.get_log("browser")
+    driver.get(server + EXPLORER_PAGE)
+    state = WebDriverWait(driver, 20).until(lambda d: d.execute_script(EXPLORER_STATE),
+                                            "the explorer did not draw")
+    assert "NBVAL" not in driver.execute_script("return document.body.innerText").upper(), (
+        f"{EXPLORER_PAGE}: an nbval marker is visible")
+
+    def control(name):
+        return driver.find_element(By.CSS_SELECTOR, f"#obd-explorer [name={name}]")
+
+    def check(network, seed, method, scope, percent):
+        now = driver.execute_script(EXPLORER_STATE)
+        assert (now["network"], now["seed"], now["method"], now["scope"], now["percent"]) == (
+            network, str(seed), method, scope, percent), now
+        want = expected_view(data, network, seed, method, scope, percent)
+        assert now["pointData"] == [percent, f"{want['accuracy']:.4f}"], now["pointData"]
+        # The point sits on the curve's vertex for this percent, and the curve is the accuracies.
+        assert now["point"] == now["curve"][percent], (now["point"], now["curve"][percent])
+        accuracies = np.asarray(data["accuracy"][f"{network}/{seed}/{method}/{scope}"]) / 10_000
+        ys = np.array([y for _, y in now["curve"]])
+        slope, intercept = np.polyfit(accuracies, ys, 1)
+        assert slope < 0 and np.abs(ys - (slope * accuracies + intercept)).max() < 0.1
+        np.testing.assert_allclose(now["bars"], want["shares"], atol=5e-5)
+        assert (f"{100 * want['overall']:.1f}% of parameters pruned: "
+                f"test accuracy {want['accuracy']:.4f}") in now["summary"], now["summary"]
+        assert now["overflow"] <= 1 and now["pageOverflow"] <= 1, "the explorer is wider than the page"
+        return now
+
+    first = check("plain", 0, "obd", "global", 50)
+    assert state["seeds"] == ["0", "1", "2"]
+    steps = [
+        (lambda: Select(control("method")).select_by_value("magnitude"), ("plain", 0, "magnitude", "global", 50)),
+        (lambda: Select(control("scope")).select_by_value("layer"), ("plain", 0, "magnitude", "layer", 50)),
+        (lambda: Select(control("network")).select_by_value("post_obd_all_layers_dropout"),
+         ("post_obd_all_layers_dropout", 0, "magnitude", "layer", 50)),
+        (lambda: control("percent").send_keys(*[Keys.ARROW_RIGHT] * 7),
+         ("post_obd_all_layers_dropout", 0, "magnitude", "layer", 57)),
+        (lambda: Select(control("method")).select_by_value("asran_obd"),
+         ("post_obd_all_layers_dropout", 0, "asran_obd", "layer", 57)),
+        (lambda: Select(control("network")).select_by_value("dropout"), ("dropout", 0, "asran_obd", "layer", 57)),
+        (lambda: Select(control("seed")).select_by_value("2"), ("dropout", 2, "asran_obd", "layer", 57)),
+    ]
+    previous = first
+    for act, setting in steps:
+        act()
+        now = check(*setting)
+        assert now["summary"] != previous["summary"], f"the summary did not change for {setting}"
+        if setting[0].startswith("post_"):
+            assert now["seeds"] == ["0"]
+        previous = now
+    assert previous["point"] != first["point"]
+
+    errors = [e["message"] for e in driver.get_log("browser")
+              if e["level"] == "SEVERE" and not HARMLESS_CONSOLE_ERRORS.search(e["message"])]
+    assert not errors, f"{EXPLORER_PAGE}: browser console errors: {errors}"

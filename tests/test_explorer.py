@@ -76,10 +76,13 @@ def test_saliencies_are_computed_once_per_setting(small_networks, monkeypatch):
     explorer.view("plain", "obd", "global", 0.2)
     explorer.view("plain", "obd", "global", 0.6)
     assert len(calls) == 1 and small_networks == [("plain", 0)]
-    explorer.view("plain", "obd", "layer", 0.6)
+    explorer.view("plain", "obd", "layer", 0.6)  # the same scores serve both scopes
     explorer.view("plain", "fisher", "layer", 0.6)
     explorer.view("dropout", "fisher", "layer", 0.6, seed=2)
-    assert calls == [("obd", "global"), ("obd", "layer"), ("fisher", "layer"), ("fisher", "layer")]
+    explorer.view("dropout", "asran_obd", "layer", 0.6, seed=2)  # row sums depend on the scope
+    explorer.view("dropout", "asran_obd", "global", 0.6, seed=2)
+    assert calls == [("obd", "global"), ("fisher", "global"), ("fisher", "global"),
+                     ("asran_obd", "layer"), ("asran_obd", "global")]
     assert small_networks == [("plain", 0), ("dropout", 2)]
 
 

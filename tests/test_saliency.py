@@ -45,3 +45,11 @@ def test_curvature_methods_need_data(model_and_data):
     model, _, _ = model_and_data
     with pytest.raises(ValueError, match="x and y"):
         saliency.saliency(model, "obd")
+
+
+@pytest.mark.parametrize("method", saliency.METHODS)
+def test_only_the_scoped_methods_depend_on_the_scope(model_and_data, method):
+    model, x, y = model_and_data
+    by_scope = [saliency.saliency(model, method, x, y, scope=s) for s in ("global", "layer")]
+    same = all(np.array_equal(a, b) for a, b in zip(*by_scope))
+    assert same == (method not in saliency.SCOPED_METHODS)

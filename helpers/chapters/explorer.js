@@ -33,7 +33,7 @@
     if (options.some(([value]) => String(value) === previous)) box.value = previous;
   }
 
-  // Pruned counts per level and tensor: running sums of the stored increments.
+  // Pruned counts per tensor and level: running sums of the stored increments.
   function pruned(key) {
     if (!(key in decoded)) {
       const table = data.tables[data.pruned[key]];
@@ -117,7 +117,7 @@
     const key = `${network.value}/${seed.value}/${method.value}/${scope.value}`;
     const percent = Number(slider.value);
     const accuracy = data.accuracy[key];
-    const counts = pruned(key)[percent];
+    const counts = pruned(key).map(steps => steps[percent]);
     const shares = counts.map((c, i) => c / data.sizes[i]);
     const overall = counts.reduce((a, b) => a + b, 0) / total;
     const acc = accuracy[percent] / 10000;

@@ -21,7 +21,8 @@ Two layers, kept apart so that tests can drive the explorer without a browser:
 Nothing heavy happens at import. Networks come from the shared model cache
 (``networks.post_models``), and the post's own five networks from its
 checkpoints (``checkpoints.load_post_network``); saliencies are computed on first use and kept
-in memory per (network, seed, method, scope), and so are the curves.
+in memory per (network, seed, method), and per scope too for the as-ran row
+sums (``saliency.SCOPED_METHODS``), and the curves per (network, seed, method, scope).
 Second derivatives are averaged over a fixed subset: the first
 ``N_SCORE = 10,000`` images of the post's 55,000-image training split.
 """
@@ -361,11 +362,12 @@ def _test_data() -> tuple[np.ndarray, np.ndarray]:
 
 
 def _saliency(network: str, seed: int, method: str, scope: str) -> list[np.ndarray]:
-    key = (network, seed, method, scope)
+    # Scores that do not depend on the scope are computed once for both.
+    key = (network, seed, method, scope if method in saliency.SCOPED_METHODS else "global")
     if key not in _scores:
         x, y = _score_data()
         # One batch of all N_SCORE images: each diagonal method then traces its graph once.
-        _scores[key] = saliency.saliency(_network(network, seed), method, x, y, scope=scope,
+        _scores[key] = saliency.saliency(_network(network, seed), method, x, y, scope=key[3],
                                          batch_size=N_SCORE)
     return _scores[key]
 
