@@ -477,3 +477,9 @@ def test_explorer_runs_in_the_page(driver, server, built):
     errors = [e["message"] for e in driver.get_log("browser")
               if e["level"] == "SEVERE" and not HARMLESS_CONSOLE_ERRORS.search(e["message"])]
     assert not errors, f"{EXPLORER_PAGE}: browser console errors: {errors}"
+
+    # Opened straight from disk (no server, no network), it draws the same first view.
+    driver.get((built / EXPLORER_PAGE).as_uri())
+    from_disk = WebDriverWait(driver, 20).until(lambda d: d.execute_script(EXPLORER_STATE),
+                                                "the explorer did not draw over file://")
+    assert (from_disk["point"], from_disk["summary"]) == (first["point"], first["summary"])
