@@ -7,6 +7,10 @@ back instead.
 
 An entry is one ``.npz`` file at ``cache_dir()/<kind>/<key[:16]>.npz``.  The
 key is the sha256 of a canonical JSON of ``{"kind", "config", "version"}``.
+Callers never type the version: :func:`code_version` derives it from the
+source of the building module and of every ``helpers`` module it imports,
+and from the TensorFlow, Keras and NumPy versions, so that changing any of
+them rebuilds the entry instead of reading stale arrays.
 Next to the arrays the file stores a JSON metadata record with the kind,
 config, version and a sha256 checksum of the arrays; every read checks all
 of them, and a damaged or mismatched entry is reported with a
@@ -17,6 +21,8 @@ concurrent processes build a missing entry only once.
 
 from __future__ import annotations
 
+import ast
+import functools
 import hashlib
 import json
 import math
@@ -31,12 +37,15 @@ from typing import Any
 import numpy as np
 from filelock import FileLock
 
-__all__ = ["CacheWarning", "cache_dir", "clear_cache", "fetch"]
+__all__ = ["CacheWarning", "cache_dir", "clear_cache", "code_version", "dependencies", "fetch"]
 
 _ENV_VAR = "OBD_CACHE_DIR"
 _META_KEY = "__cache_meta__"
 _FORMAT = 1
 _KIND_PATTERN = re.compile(r"[A-Za-z0-9_-]+")
+#: The package whose modules :func:`code_version` follows, and its folder.
+_PACKAGE = __name__.partition(".")[0]
+_PACKAGE_DIR = Path(__file__).resolve().parent
 
 
 class CacheWarning(UserWarning):
@@ -60,6 +69,108 @@ def cache_dir() -> Path:
         root = Path(__file__).resolve().parent.parent / ".cache"
     root.mkdir(parents=True, exist_ok=True)
     return root
+
+
+def code_version(module: str) -> str:
+    """The version of every entry ``module`` builds, derived from what it depends on (Appendix).
+
+    Pass ``__name__``: ``fetch(kind, config, build, version=code_version(__name__))``.
+    The result names the TensorFlow, Keras and NumPy versions and a sha256 over
+    the raw source (comments included) of ``module`` and of every module of the
+    ``helpers`` package it imports, directly or through other helpers modules:
+    ``from helpers import a``, ``from helpers.post import b``, ``import helpers.c``,
+    relative imports and imports inside functions all count. Editing any of them
+    changes the version, so the entry is rebuilt rather than read stale. A
+    package's ``__init__.py`` counts only when a name is imported from it, and
+    data files next to the code (the post's checkpoints, its published numbers)
+    do not count: they are verified by their own checksums. The sources are
+    read once per process, which is when the running code was imported.
+    """
+    _check_module(module)
+    return _code_version(module)
+
+
+@functools.cache
+def _code_version(module: str) -> str:
+    """:func:`code_version` after its checks, memoised for the process."""
+    import keras
+    import tensorflow as tf
+
+    digest = hashlib.sha256()
+    for name in sorted(dependencies(module)):
+        source = _module_file(name).read_bytes()
+        digest.update(f"{name}\0{hashlib.sha256(source).hexdigest()}\0".encode())
+    return (f"code-{digest.hexdigest()[:16]} tensorflow-{tf.__version__} "
+            f"keras-{keras.__version__} numpy-{np.__version__}")
+
+
+def dependencies(module: str) -> frozenset[str]:
+    """``module`` and every ``helpers`` module it imports, transitively (Appendix; see :func:`code_version`)."""
+    _check_module(module)
+    found: set[str] = set()
+    pending = [module]
+    while pending:
+        name = pending.pop()
+        if name in found:
+            continue
+        path = _module_file(name)
+        if path is None:
+            raise ValueError(f"{name!r}, imported by a helpers module, has no source file under {_PACKAGE_DIR}")
+        found.add(name)
+        is_package = path.name == "__init__.py"
+        tree = ast.parse(path.read_bytes(), filename=str(path))
+        pending.extend(_imported_modules(tree, name, is_package))
+    return frozenset(found)
+
+
+def _imported_modules(tree: ast.AST, module: str, is_package: bool) -> Iterator[str]:
+    """The ``helpers`` modules an import statement anywhere in ``tree`` loads."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if _in_package(alias.name):
+                    yield alias.name
+        elif isinstance(node, ast.ImportFrom):
+            base = _absolute(node, module, is_package)
+            if not _in_package(base):
+                continue
+            for alias in node.names:
+                submodule = f"{base}.{alias.name}"
+                # ``from helpers import data`` loads helpers/data.py; ``from helpers.x import f`` loads helpers/x.py
+                yield submodule if _module_file(submodule) is not None else base
+
+
+def _absolute(node: ast.ImportFrom, module: str, is_package: bool) -> str:
+    """The absolute module name ``from ... import`` reads from (resolving relative imports)."""
+    if node.level == 0:
+        return node.module or ""
+    parts = module.split(".")
+    anchor = parts if is_package else parts[:-1]
+    anchor = anchor[: len(anchor) - (node.level - 1)]
+    return ".".join([*anchor, node.module] if node.module else anchor)
+
+
+def _check_module(module: object) -> None:
+    """Require the name of a module of the ``helpers`` package that has a source file."""
+    if not isinstance(module, str):
+        raise TypeError(f"module must be a module name string, got {type(module).__name__}")
+    if not _in_package(module) or _module_file(module) is None:
+        raise ValueError(f"module must name a module of the {_PACKAGE!r} package with a source file "
+                         f"under {_PACKAGE_DIR}, got {module!r}")
+
+
+def _in_package(name: str) -> bool:
+    """Whether ``name`` is the ``helpers`` package or one of its modules."""
+    return name == _PACKAGE or name.startswith(f"{_PACKAGE}.")
+
+
+def _module_file(name: str) -> Path | None:
+    """The source file of a ``helpers`` module or package, or None when there is none."""
+    base = _PACKAGE_DIR.joinpath(*name.split(".")[1:])
+    for path in (base / "__init__.py", base.with_name(f"{base.name}.py")):
+        if path.is_file():
+            return path
+    return None
 
 
 def has(kind: str, config: Mapping[str, Any], *, version: str) -> bool:

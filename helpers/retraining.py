@@ -30,9 +30,6 @@ import tensorflow as tf
 
 from helpers import cache, checks, data, metrics, models, network, pruning, saliency, training
 
-#: Bump when a change to this module would change what it produces.
-RETRAINING_CODE_VERSION = "1"
-
 #: Saliencies a schedule may use (both recomputed on the pruned model every round).
 SCHEDULE_METHODS = ("magnitude", "obd")
 _LOSSES = ("sum", "mean")
@@ -191,7 +188,7 @@ def prune_and_retrain(trained: training.TrainedModel, schedule: Schedule, *,
     else:
         arrays = cache.fetch("retrain", {"trained": trained.config.to_dict(),
                                          "schedule": schedule.to_dict()}, build,
-                             version=f"{RETRAINING_CODE_VERSION}-{training.TRAINING_CODE_VERSION}")
+                             version=cache.code_version(__name__))
     return _unpack(trained, schedule, arrays)
 
 

@@ -35,9 +35,6 @@ import numpy as np
 from helpers import cache, checks, data, hessian, network, pruning, training
 from helpers.chapters import tiny
 
-#: Bump when a change to this module would change what it produces.
-SURGEON_CODE_VERSION = "1"
-
 
 def obs_saliencies(u: np.ndarray, h_inv: np.ndarray) -> np.ndarray:
     """``L_q = u_q^2 / (2 [H^-1]_qq)`` for every ``q``: the least loss increase of deleting ``u_q``."""
@@ -307,7 +304,7 @@ def cached_layerwise_obs(trained: training.TrainedModel, fractions: Sequence[flo
         return arrays
 
     arrays = cache.fetch("obs_layerwise", config, build,
-                         version=f"{SURGEON_CODE_VERSION}-{training.TRAINING_CODE_VERSION}")
+                         version=cache.code_version(__name__))
     n = len(trained.model.trainable_weights)
     return LayerwiseObs(np.asarray(fractions),
                         [[arrays[f"w{lv}_{j}"] for j in range(n)] for lv in range(len(fractions))],
@@ -344,7 +341,7 @@ def cached_tiny_obs(config: tiny.TinyConfig, fractions: Sequence[float], *, curv
                 "predicted": path.predicted, "order": path.order}
 
     arrays = cache.fetch("obs_tiny", key, build,
-                         version=f"{SURGEON_CODE_VERSION}-{tiny.TINY_CODE_VERSION}")
+                         version=cache.code_version(__name__))
     return ObsPath(arrays["counts"], arrays["weights"], arrays["masks"], arrays["predicted"],
                    arrays["order"])
 
@@ -361,7 +358,7 @@ def tiny_curvature(config: tiny.TinyConfig, curvature: str) -> np.ndarray:
         return {"matrix": gauss_newton_matrix(tiny.train_tiny(config), x, y)}
 
     return cache.fetch("obs_tiny_gn", config.to_dict(), build,
-                       version=f"{SURGEON_CODE_VERSION}-{tiny.TINY_CODE_VERSION}")["matrix"]
+                       version=cache.code_version(__name__))["matrix"]
 
 
 def unflatten(vector: np.ndarray, like: Sequence[np.ndarray]) -> list[np.ndarray]:

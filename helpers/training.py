@@ -5,7 +5,7 @@ batch of 64, Adam with learning rate 1e-4 and epsilon 1e-8, 50,001 steps on the
 55,000-image split, mini-batches drawn the way TensorFlow's old reader drew
 them (first epoch in file order, a fresh shuffle at every later epoch, the
 incomplete last batch of an epoch dropped). ``train_model`` returns a cached
-model when one exists for the same configuration and code version.
+model when one exists for the same configuration and code (``cache.code_version``).
 """
 
 from __future__ import annotations
@@ -23,9 +23,6 @@ import numpy as np
 import tensorflow as tf
 
 from helpers import cache, checks, data, models, seeding
-
-#: Bump when a change to this module would change the weights it produces.
-TRAINING_CODE_VERSION = "1"
 
 _LOSSES = ("sum", "mean")
 _ORDERS = ("tf_reader", "shuffle")
@@ -122,7 +119,7 @@ def train_model(config: TrainConfig | None = None, *, use_cache: bool = True) ->
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
     arrays = cache.fetch("model", config.to_dict(), lambda: _train_arrays(config),
-                         version=TRAINING_CODE_VERSION, use_cache=use_cache)
+                         version=cache.code_version(__name__), use_cache=use_cache)
     return _unpack(config, arrays)
 
 
@@ -142,7 +139,7 @@ def train_models(configs: Sequence[TrainConfig], *,
             raise TypeError(f"configs[{i}] must be a TrainConfig, got {type(config).__name__}")
     processes = checks.integer((os.cpu_count() or 1) if processes is None else processes, "processes")
     missing = [c for c in dict.fromkeys(configs)
-               if not cache.has("model", c.to_dict(), version=TRAINING_CODE_VERSION)]
+               if not cache.has("model", c.to_dict(), version=cache.code_version(__name__))]
     if len(missing) > 1 and processes > 1:
         spawn = multiprocessing.get_context("spawn")  # TensorFlow does not survive a fork
         with concurrent.futures.ProcessPoolExecutor(min(processes, len(missing)), mp_context=spawn) as pool:

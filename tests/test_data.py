@@ -118,7 +118,7 @@ def test_hub_result_is_cached_as_uint8(mnist) -> None:
     def must_not_build() -> dict[str, np.ndarray]:
         raise AssertionError("the MNIST entry should already be cached")
 
-    entry = cache.fetch("mnist", HUB_CONFIG, must_not_build, version="1")
+    entry = cache.fetch("mnist", HUB_CONFIG, must_not_build, version=cache.code_version("helpers.data"))
     (x_train, y_train), (x_test, y_test) = mnist
     assert entry["x_train"].dtype == entry["x_test"].dtype == np.uint8
     np.testing.assert_array_equal(entry["x_train"].astype(np.float32) / 255, x_train)

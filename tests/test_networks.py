@@ -42,6 +42,8 @@ def test_train_model_and_post_models_validate_before_work(monkeypatch):
 def test_train_model_sets_the_config_fields(monkeypatch):
     seen = []
     monkeypatch.setattr(training, "train_model", lambda config: seen.append(config) or config)
+    # post_models trains what the (test session's empty) cache lacks through train_models: hand back the configs
+    monkeypatch.setattr(training, "train_models", lambda configs: list(configs))
     config = training.TrainConfig(seed=2, learning_rate=1e-5)
     out = networks.train_model(config, 0.1, 0.25)
     assert (out.init_stddev, out.bias_init) == (0.1, 0.25)

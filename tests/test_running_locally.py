@@ -39,6 +39,9 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
+# The reader's model cache, which make test's notebook check has just filled (tests/conftest.py).
+pytestmark = pytest.mark.repository_cache
+
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 JUPYTER = ROOT / ".venv" / "bin" / "jupyter"

@@ -103,7 +103,7 @@ def test_cache_hit_skips_training_and_rebuilds_a_damaged_entry(isolated_cache, m
 def test_train_models_in_worker_processes_gives_the_same_weights(isolated_cache):
     configs = [training.TrainConfig(seed=s, **SHORT) for s in (3, 4)]
     here = [digest(training.train_model(c, use_cache=False).model.get_weights()) for c in configs]
-    assert not any(cache.has("model", c.to_dict(), version=training.TRAINING_CODE_VERSION)
+    assert not any(cache.has("model", c.to_dict(), version=cache.code_version("helpers.training"))
                    for c in configs)
     parallel = training.train_models(configs + configs[:1], processes=2)  # a repeat trains once
     assert len(list((isolated_cache / "model").glob("*.npz"))) == 2

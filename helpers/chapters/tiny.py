@@ -22,8 +22,6 @@ import tensorflow as tf
 
 from helpers import cache, checks, data, hessian, models, seeding
 
-#: Bump when a change to this module would change the weights or Hessians it produces.
-TINY_CODE_VERSION = "1"
 _SIDE = 28
 
 
@@ -119,7 +117,7 @@ def train_tiny(config: TinyConfig | None = None) -> keras.Sequential:
     """The trained tiny network for ``config`` (cached)."""
     config = _check_config(config)
     arrays = cache.fetch("tiny_model", config.to_dict(), lambda: _train(config),
-                         version=TINY_CODE_VERSION)
+                         version=cache.code_version(__name__))
     model = models.mlp(config.layer_sizes, init_stddev=config.init_stddev)
     model.set_weights([arrays[f"w{i}"] for i in range(len(model.trainable_weights))])
     return model
@@ -147,7 +145,7 @@ def tiny_hessian(config: TinyConfig | None = None, chunk: int = 500) -> np.ndarr
             total += hessian.full_hessian(model, xb, yb) * len(xb)
         return {"hessian": total / len(x)}
 
-    return cache.fetch("tiny_hessian", config.to_dict(), build, version=TINY_CODE_VERSION)["hessian"]
+    return cache.fetch("tiny_hessian", config.to_dict(), build, version=cache.code_version(__name__))["hessian"]
 
 
 def _check_config(config: TinyConfig | None) -> TinyConfig:

@@ -40,9 +40,6 @@ import tensorflow as tf
 from helpers import cache, checks, data, hessian, metrics, network, pruning, training
 from helpers.post import networks, published
 
-#: Bump when a change here would change a cached curve.
-AS_RAN_CODE_VERSION = "1"
-
 PACKINGS = ("weights_first", "interleaved")
 ARITHMETICS = ("tf0", "exact")
 BATCH_ORDERS = ("random", "shuffled", "file")
@@ -429,12 +426,7 @@ def as_ran_details(run: str, fractions: Sequence[float], seeds: Sequence[int] = 
                "carry_over": carry_over, "arithmetic": arithmetic, "packing": packing}
         if not networks.is_post_stated(*init):
             key["init"] = list(init)
-        # "asran_runs" is this module's name before the package move; kept so existing cache entries hit
-        arrays = cache.fetch("asran_sweep", key, build,
-                             version=f"asran_runs{AS_RAN_CODE_VERSION}-training"
-                                     f"{training.TRAINING_CODE_VERSION}"
-                                     + ("" if networks.is_post_stated(*init)
-                                        else f"-init{networks.INIT_SCALE_CODE_VERSION}"))
+        arrays = cache.fetch("asran_sweep", key, build, version=cache.code_version(__name__))
         rows.append(arrays["accuracy"])
         flags.append(arrays["tied"])
     return np.stack(rows), np.stack(flags)
@@ -531,7 +523,7 @@ def replay_band(run: str, variation: str, n_replays: int = 50) -> np.ndarray:
         return {"accuracy": np.stack([one(s) for s in range(n_replays)])}
 
     key = {"run": run, "variation": variation, "n_replays": n_replays}
-    return cache.fetch("post_replay_band", key, build, version=f"asran_runs{AS_RAN_CODE_VERSION}")["accuracy"]
+    return cache.fetch("post_replay_band", key, build, version=cache.code_version(__name__))["accuracy"]
 
 
 def mean_abs_gap(curve: np.ndarray, reference: np.ndarray) -> float:

@@ -29,9 +29,6 @@ import numpy as np
 from helpers import cache, checks, data, pruning, saliency, training
 from helpers.post import networks, published
 
-#: Bump when a change here would change the scores or the accuracies.
-DESCRIBED_CODE_VERSION = "1"
-
 #: The network each published run used, as a key of ``networks.VARIANTS``.
 #: The dropout run was trained at learning rate 1e-5 in the post.
 RUN_VARIANTS: dict[str, str] = {
@@ -76,7 +73,7 @@ def described_scores(run: str, seed: int = 0, variant: str | None = None, *,
         return {f"s{i}": s for i, s in enumerate(scores)}
 
     arrays = cache.fetch("described_scores", {"method": method, **_model_key(config, init)},
-                         build, version=_version())
+                         build, version=cache.code_version(__name__))
     return [arrays[f"s{i}"] for i in range(len(arrays))]
 
 
@@ -123,7 +120,7 @@ def _one_sweep(run: str, variant: str, seed: int, fractions: list[float], scope:
         return {"accuracy": pruning.sweep(trained.model, scores, fractions, x_test, y_test, scope)}
 
     key = {"run": run, **_model_key(config, init), "fractions": fractions}
-    return cache.fetch("described_sweep", key, build, version=_version())["accuracy"]
+    return cache.fetch("described_sweep", key, build, version=cache.code_version(__name__))["accuracy"]
 
 
 def _model_key(config: training.TrainConfig, init: tuple[float, float]) -> dict:
@@ -134,6 +131,3 @@ def _model_key(config: training.TrainConfig, init: tuple[float, float]) -> dict:
     return key
 
 
-def _version() -> str:
-    # "reruns" is this module's name before the package move; kept so existing cache entries hit
-    return f"reruns{DESCRIBED_CODE_VERSION}-training{training.TRAINING_CODE_VERSION}"

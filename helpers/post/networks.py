@@ -40,10 +40,6 @@ VARIANTS = {
     "dropout_lr1e-5": dict(dropout=POST_DROPOUT, learning_rate=1e-5),
 }
 
-#: Part of other modules' cache versions; the weights themselves are keyed by ``TrainConfig``
-#: (identical, bit for bit, to those trained before ``TrainConfig`` had the fields).
-INIT_SCALE_CODE_VERSION = "1"
-
 #: (kernel standard deviation, bias value) as the post states its recipe.
 POST_STATED: tuple[float, float] = (models.POST_INIT_STDDEV, 0.0)
 #: (kernel standard deviation, bias value) of the older stored utilities file.

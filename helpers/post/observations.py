@@ -30,9 +30,6 @@ import numpy as np
 from helpers import cache, data, hessian, metrics, network, pruning, training
 from helpers.post import as_ran, networks
 
-#: Bump when a change here would change a cached result.
-OBSERVATIONS_CODE_VERSION = "1"
-
 
 # --------------------------------------------------------------------------- names and scales
 
@@ -362,10 +359,8 @@ def as_ran_obd_sweep(variant: str, fractions: Sequence[float], scope: str = "glo
 
         key = {"variant": variant, "scope": scope, "model": config.to_dict(),
                "fractions": fractions}
-        # "asran_runs" names as_ran.py as it was called before the package move (unchanged cache key)
-        version = (f"observations{OBSERVATIONS_CODE_VERSION}-asran_runs"
-                   f"{as_ran.AS_RAN_CODE_VERSION}-training{training.TRAINING_CODE_VERSION}")
-        rows.append(cache.fetch("observations_asran_obd", key, build, version=version)["accuracy"])
+        rows.append(cache.fetch("observations_asran_obd", key, build,
+                                version=cache.code_version(__name__))["accuracy"])
     return np.stack(rows)
 
 
