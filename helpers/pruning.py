@@ -65,7 +65,7 @@ def sparsity(masks: Sequence[np.ndarray]) -> np.ndarray:
 
 def pruned_counts(scores: Sequence[np.ndarray], fractions: Sequence[float],
                   scope: str = "global") -> np.ndarray:
-    """How many parameters of each tensor ``prune_masks`` removes at each fraction (chapter "Explore it yourself").
+    """Parameters of each tensor that ``prune_masks`` removes, per fraction (chapter "Explore it yourself").
 
     An int array of shape ``(len(fractions), len(scores))``: row ``i`` holds
     the zeros per mask of ``prune_masks(scores, fractions[i], scope)``, from one sort.

@@ -123,7 +123,8 @@
     const acc = accuracy[percent] / 10000;
 
     readout.textContent = `${percent}%`;
-    line.setAttribute("points", accuracy.map((a, p) => `${cx(p).toFixed(1)},${cy(a / 10000).toFixed(1)}`).join(" "));
+    const vertices = accuracy.map((a, p) => `${cx(p).toFixed(1)},${cy(a / 10000).toFixed(1)}`);
+    line.setAttribute("points", vertices.join(" "));
     point.setAttribute("cx", cx(percent).toFixed(1));
     point.setAttribute("cy", cy(acc).toFixed(1));
     point.dataset.percent = String(percent);

@@ -1,6 +1,6 @@
 """An interactive pruning explorer for the post's MLPs (chapter "Explore it yourself").
 
-Two layers, kept apart so that tests can drive the explorer without a browser:
+Three parts, kept apart so that tests can drive each without a browser:
 
 - ``view(network, method, scope, fraction, seed=0)`` is a pure callback: it
   prunes one of the book's trained networks and returns a dict with the test
@@ -15,8 +15,8 @@ Two layers, kept apart so that tests can drive the explorer without a browser:
 - ``page_data()`` precomputes, through ``levels``, what the explorer can show
   at every whole percent (accuracy and pruned parameters per tensor, for every
   network, seed, saliency and scope), and ``page_html(data)`` embeds it with a
-  small control panel and a self-contained script (``explorer.js``): the
-  explorer of the rendered book, which needs no Python.
+  self-contained script and style (``explorer.js``, ``explorer.css``) that
+  build the controls and draw: the explorer of the rendered book, which needs no Python.
 
 Nothing heavy happens at import. Networks come from the shared model cache
 (``networks.post_models``), and the post's own five networks from its
@@ -43,7 +43,7 @@ from matplotlib.figure import Figure
 from helpers import cache, checkpoints, data, plotting, pruning, saliency
 from helpers.post import networks, published
 
-#: Network variants of chapter "Training the two networks", with their labels.
+#: Network variants of chapter "Training the two networks", then the post's own, with labels.
 NETWORKS: dict[str, str] = {
     "plain": "no dropout (lr 1e-4)",
     "dropout": "dropout 0.2 (lr 1e-4)",
@@ -269,7 +269,7 @@ def page_data(network_keys: Sequence[str] = tuple(NETWORKS),
 
 
 def decode_pruned(data: dict, key: str) -> np.ndarray:
-    """The pruned counts (levels, tensors) of setting ``key`` in ``page_data`` output (as the page's script does)."""
+    """Pruned counts (levels, tensors) of setting ``key`` in ``page_data`` output, as the page decodes them."""
     if not isinstance(key, str) or key not in data["pruned"]:
         raise ValueError(f"key must be one of the settings of data, got {key!r}")
     return np.cumsum(np.asarray(data["tables"][data["pruned"][key]]), axis=1).T
