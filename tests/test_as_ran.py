@@ -283,3 +283,15 @@ def test_replay_on_the_posts_network_reproduces_every_published_number(run):
     if run == "obd_all_layers_prune":  # figure 2 was its own run; results.txt kept run 1's 10 %
         assert replay["segment"].tolist() == [0] * 20 + [1] * 6
         assert replay["tied"][1:20].all() and replay["dropped"].size == 1
+
+
+def test_replay_with_kernels_runs_in_its_own_process_and_matches():
+    """Plain kernels, another process: the magnitude replay is exact there too, and cached."""
+    replay = as_ran.replay_with_kernels("magnitude_all_layers_prune", onednn=False)
+    fractions, accuracies = published.curve("magnitude_all_layers_prune")
+    assert np.array_equal(np.round(replay["accuracy"], 4), accuracies)
+    assert np.array_equal(replay["fraction"], fractions)
+    with pytest.raises(TypeError, match="onednn"):
+        as_ran.replay_with_kernels("magnitude_all_layers_prune", onednn="no")
+    with pytest.raises(ValueError, match="run must be one of"):
+        as_ran.replay_with_kernels("nope")

@@ -30,7 +30,12 @@ as its script computed it, over training seeds, cached on disk.
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import subprocess
+import sys
+import tempfile
 from collections.abc import Sequence
 
 import keras
@@ -506,24 +511,74 @@ def replay_band(run: str, variation: str, n_replays: int = 50) -> np.ndarray:
     ``s``), the distribution of a run that pruned right after training.
     ``"rounding"``: file-order batches, replay ``s`` shifting the logits by a
     constant drawn uniformly from [-4, 4] (replay 0: no shift), which changes
-    only how float32 rounds the scores. Cached on disk.
+    only how float32 rounds the scores. Computed with TensorFlow's default
+    oneDNN kernels in a separate process (see ``replay_with_kernels``), so the
+    band does not depend on the caller's kernels. Cached on disk.
     """
     run = published.check_run(run)
     if not isinstance(variation, str) or variation not in VARIATIONS:
         raise ValueError(f"variation must be one of {VARIATIONS}, got {variation!r}")
     n_replays = checks.integer(n_replays, "n_replays")
+    key = {"run": run, "variation": variation, "n_replays": n_replays}
 
+    def build() -> dict[str, np.ndarray]:
+        return _with_kernels(True, "band_replays", key)
+
+    return cache.fetch("post_replay_band", key, build, version=cache.code_version(__name__))["accuracy"]
+
+
+def band_replays(run: str, variation: str, n_replays: int) -> dict[str, np.ndarray]:
+    """The uncached work of ``replay_band``, in the calling process."""
     def one(s: int) -> np.ndarray:
         if variation == "batches":
             return replay_post_run(run, batch_order="shuffled", seed=s)["accuracy"]
         shift = 0.0 if s == 0 else float(np.random.default_rng(s).uniform(-4.0, 4.0))
         return replay_post_run(run, logit_shift=shift)["accuracy"]
 
-    def build() -> dict[str, np.ndarray]:
-        return {"accuracy": np.stack([one(s) for s in range(n_replays)])}
+    return {"accuracy": np.stack([one(s) for s in range(n_replays)])}
 
-    key = {"run": run, "variation": variation, "n_replays": n_replays}
-    return cache.fetch("post_replay_band", key, build, version=cache.code_version(__name__))["accuracy"]
+
+def replay_with_kernels(run: str, onednn: bool = True) -> dict[str, np.ndarray]:
+    """``replay_post_run(run)`` computed with (``onednn=True``) or without TensorFlow's oneDNN kernels.
+
+    The two CPU back ends sum in different orders, and where the scripts'
+    loop ranks near-tied real scores the choice can move a published point.
+    TensorFlow reads the choice once at start-up, so the replay runs in a
+    fresh Python process; the result is cached on disk.
+    """
+    run = published.check_run(run)
+    if not isinstance(onednn, bool):
+        raise TypeError(f"onednn must be a bool, got {onednn!r}")
+    key = {"run": run, "onednn": onednn}
+
+    def build() -> dict[str, np.ndarray]:
+        return _with_kernels(onednn, "replay_post_run", {"run": run})
+
+    return cache.fetch("post_replay_kernels", key, build, version=cache.code_version(__name__))
+
+
+_CHILD = """
+import json, sys
+import numpy as np
+import helpers
+from helpers.post import as_ran
+result = getattr(as_ran, sys.argv[1])(**json.loads(sys.argv[2]))
+np.savez(sys.argv[3], **result)
+"""
+
+
+def _with_kernels(onednn: bool, function: str, kwargs: dict) -> dict[str, np.ndarray]:
+    """``function(**kwargs)`` of this module, run in a fresh process with oneDNN on or off."""
+    env = dict(os.environ, TF_ENABLE_ONEDNN_OPTS="1" if onednn else "0")
+    with tempfile.TemporaryDirectory() as folder:
+        out = os.path.join(folder, "result.npz")
+        done = subprocess.run([sys.executable, "-c", _CHILD, function, json.dumps(kwargs), out],
+                              env=env, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"as_ran.{function}({kwargs}) failed in its own process:\n"
+                               f"{done.stderr[-2000:]}")
+        with np.load(out) as arrays:
+            return {name: arrays[name] for name in arrays.files}
 
 
 def mean_abs_gap(curve: np.ndarray, reference: np.ndarray) -> float:
