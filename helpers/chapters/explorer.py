@@ -62,8 +62,6 @@ CURVE_FRACTIONS = np.round(np.linspace(0.0, 1.0, 101), 2)
 MAX_FRACTION = 0.99
 #: The rendered book's explorer has the first PAGE_LEVELS levels of the curve: 0 to 99 percent.
 PAGE_LEVELS = 100
-#: Version of the levels cached on disk (bump when ``levels`` changes what it computes).
-LEVELS_VERSION = "1"
 
 _networks: dict[tuple[str, int], keras.Model] = {}
 _scores: dict[tuple[str, int, str, str], list[np.ndarray]] = {}
@@ -223,7 +221,7 @@ def levels(network: str, method: str, scope: str, seed: int = 0) -> dict[str, np
                 "pruned": pruning.pruned_counts(_saliency(network, seed, method, scope), fractions,
                                                 scope)}
 
-    return cache.fetch("explorer_levels", key, build, version=LEVELS_VERSION)
+    return cache.fetch("explorer_levels", key, build, version=cache.code_version(__name__))
 
 
 def page_data(network_keys: Sequence[str] = tuple(NETWORKS),
