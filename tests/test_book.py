@@ -21,22 +21,19 @@ import os
 import posixpath
 import re
 import shutil
-import tempfile
 import threading
 import urllib.parse
 from pathlib import Path
 
 import pytest
 import yaml
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.support.ui import WebDriverWait
+
+import chromium
 
 ROOT = Path(__file__).resolve().parents[1]
 HTML = ROOT / "_build" / "html"
 TOC = ROOT / "_toc.yml"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
 
 # A page full of equations, opened straight from disk by the file:// test.
 MATH_PAGE = "book/notation.html"
@@ -45,17 +42,6 @@ SCREENSHOT_PAGE = "notebooks/08_side_by_side.html#obd-all-layers"
 SCREENSHOT = ROOT / "_build" / "screenshot.png"
 SCREENSHOT_COPY = ROOT / "book" / "images" / "screenshot.png"
 
-CHROME_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--window-size=1280,1000",
-]
 MATHJAX_TIMEOUT_S = 30
 
 # Console errors that are not the book's fault: Chromium asks every server for
@@ -188,24 +174,10 @@ def broken_internal_links(page: str, hrefs: list[str]) -> list[str]:
 
 @pytest.fixture(scope="module")
 def driver(built):
-    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
-    if missing:
-        message = f"{', '.join(missing)} not installed: run `make browser` as root (make test does) to install chromium and chromium-driver."
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    profile = tempfile.mkdtemp(prefix="obd-book-chromium-")
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in CHROME_FLAGS + [f"--user-data-dir={profile}"]:
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    browser = webdriver.Chrome(options=options, service=Service(executable_path=str(CHROMEDRIVER)))
-    browser.set_script_timeout(MATHJAX_TIMEOUT_S + 5)
-    browser.set_page_load_timeout(60)
-    yield browser
-    browser.quit()
-    shutil.rmtree(profile, ignore_errors=True)
+    with chromium.chromium("book", "1280,1000", console_log=True) as browser:
+        browser.set_script_timeout(MATHJAX_TIMEOUT_S + 5)
+        browser.set_page_load_timeout(60)
+        yield browser
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):

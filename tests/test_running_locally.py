@@ -34,10 +34,11 @@ from typing import Iterator
 import nbformat
 import pytest
 from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
+
+import chromium
 
 # The reader's model cache, which make test's notebook check has just filled (tests/conftest.py).
 pytestmark = pytest.mark.repository_cache
@@ -47,11 +48,6 @@ README = ROOT / "README.md"
 JUPYTER = ROOT / ".venv" / "bin" / "jupyter"
 EXPLORER = ROOT / "notebooks" / "16_explorer.ipynb"
 HTML = ROOT / "_build" / "html"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
-CHROME_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update",
-                "--disable-sync", "--window-size=1400,1000"]
 
 SERVER_START_S = 90    # JupyterLab up and answering its REST API
 PAGE_LOAD_S = 90       # the Lab application loaded in the browser, notebook open
@@ -146,25 +142,10 @@ def jupyter_lab(root_dir: Path) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[webdriver.Chrome]:
-    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
-    if missing:
-        message = f"{', '.join(missing)} not installed: run `make browser` as root (make test does) to install chromium and chromium-driver."
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    profile = tempfile.mkdtemp(prefix="obd-lab-chromium-")
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in CHROME_FLAGS + [f"--user-data-dir={profile}"]:
-        options.add_argument(flag)
-    driver = webdriver.Chrome(options=options, service=Service(executable_path=str(CHROMEDRIVER)))
-    driver.set_page_load_timeout(PAGE_LOAD_S)
-    driver.set_script_timeout(30)
-    try:
+    with chromium.chromium("lab", "1400,1000") as driver:
+        driver.set_page_load_timeout(PAGE_LOAD_S)
+        driver.set_script_timeout(30)
         yield driver
-    finally:
-        driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)
 
 
 # ---------------------------------------------------------------- JupyterLab in the browser
