@@ -10,8 +10,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def make(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run make as a reader would from a shell, even when this test runs under ``make test``."""
+    clean = {k: v for k, v in (os.environ if env is None else env).items()
+             if k not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS")}
     return subprocess.run(["make", "--no-print-directory", *args], cwd=ROOT, capture_output=True, text=True,
-                          env=env, timeout=60)
+                          env=clean, timeout=60)
 
 
 def test_only_make_test_installs_chromium_without_recommends() -> None:
