@@ -27,7 +27,7 @@ import numpy as np
 import tensorflow as tf
 
 from helpers import models
-from helpers.post import published
+from helpers.post import networks, published
 
 __all__ = ["CHECKPOINTS", "PostCheckpoint", "checkpoint_path", "load_post_network",
            "read_post_checkpoint"]
@@ -107,7 +107,7 @@ def load_post_network(run: str) -> keras.Sequential:
     keep probability 0.8), which are inactive at inference.
     """
     checkpoint = read_post_checkpoint(run)
-    dropout = 0.2 if published.RUNS[run].dropout else 0.0
+    dropout = networks.POST_DROPOUT if published.RUNS[run].dropout else 0.0
     model = models.mlp(models.POST_LAYER_SIZES, dropout=dropout)
     model.set_weights(checkpoint.weights)
     return model
