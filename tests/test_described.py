@@ -22,11 +22,12 @@ def _fake_setup(monkeypatch, isolated_cache):
         calls.append(config)
         seeding.set_seed(config.seed + (100 if config.dropout else 0))
         model = models.mlp(config.layer_sizes, dropout=config.dropout,
-                           init_stddev=15 * config.init_stddev, bias_init=config.bias_init)
+                           init_stddev=3 * config.init_stddev, bias_init=config.bias_init)
         return training.TrainedModel(model, config, {})
 
-    def small_config(variant="plain", seed=0):
-        return training.TrainConfig(seed=seed, layer_sizes=SIZES, **networks.VARIANTS[variant])
+    def small_config(variant="plain", seed=0, init_stddev=0.1, bias_init=0.1):
+        return training.TrainConfig(seed=seed, layer_sizes=SIZES, init_stddev=init_stddev,
+                                    bias_init=bias_init, **networks.VARIANTS[variant])
 
     monkeypatch.setattr(training, "train_model", fake_train)
     monkeypatch.setattr(networks, "post_config", small_config)
@@ -73,7 +74,7 @@ def test_described_scores_rejects_bad_arguments():
 def test_obd_scores_are_half_diagonal_times_square(monkeypatch, isolated_cache):
     x, y, fake_train, _ = _fake_setup(monkeypatch, isolated_cache)
     scores = described.described_scores("obd_all_layers_prune", seed=1)
-    model = fake_train(training.TrainConfig(seed=1, layer_sizes=SIZES)).model
+    model = fake_train(networks.post_config("plain", 1)).model
     diag = hessian.hessian_diagonal(model, x[:200], y[:200])
     for s, h, w in zip(scores, diag, model.get_weights()):
         np.testing.assert_allclose(s, 0.5 * h * w ** 2, rtol=1e-5, atol=1e-12)
@@ -89,7 +90,7 @@ def test_sweep_matches_direct_pruning_and_is_cached(monkeypatch, isolated_cache)
         acc = described.described_sweep(run, fractions, seeds=(0, 2))
         assert acc.shape == (2, 4)
         for row, seed in zip(acc, (0, 2)):
-            model = fake_train(training.TrainConfig(seed=seed, layer_sizes=SIZES)).model
+            model = fake_train(networks.post_config("plain", seed)).model
             scope = "layer" if "layerwise" in run else "global"
             scores = described.described_scores(run, seed)
             for f, a in zip(fractions, row):

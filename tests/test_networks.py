@@ -1,4 +1,4 @@
-"""helpers.post.networks: training the post's network from another initial scale."""
+"""helpers.post.networks: the shared networks and their initial scale."""
 
 from __future__ import annotations
 
@@ -25,33 +25,33 @@ def test_check_init_rejects_bad_values():
     assert networks.check_init(1, 0) == (1.0, 0.0)
 
 
-def test_train_model_and_post_models_validate_before_work(monkeypatch):
+def test_post_config_and_post_models_validate_before_work(monkeypatch):
     def no_training(*args, **kwargs):
         raise AssertionError("validation must come before any work")
-    monkeypatch.setattr(training, "train_model", no_training)
-    with pytest.raises(TypeError, match="config"):
-        networks.train_model({"seed": 0}, 0.1, 0.1)
+    monkeypatch.setattr(training, "train_models", no_training)
     with pytest.raises(ValueError, match="init_stddev"):
-        networks.train_model(training.TrainConfig(), 0.0, 0.1)
+        networks.post_config("plain", 0, 0.0, 0.1)
+    with pytest.raises(ValueError, match="variant"):
+        networks.post_config("huge", 0)
     with pytest.raises(ValueError, match="seeds"):
         networks.post_models("plain", seeds=[], init_stddev=0.1, bias_init=0.1)
     with pytest.raises(ValueError, match="variant"):
         networks.post_models("huge", seeds=[0], init_stddev=0.1, bias_init=0.1)
+    with pytest.raises(ValueError, match="bias_init"):
+        networks.post_models("plain", seeds=[0], init_stddev=0.1, bias_init=float("inf"))
 
 
-def test_train_model_sets_the_config_fields(monkeypatch):
-    seen = []
-    monkeypatch.setattr(training, "train_model", lambda config: seen.append(config) or config)
+def test_shared_networks_follow_the_scripts_scale(monkeypatch):
     # post_models trains what the (test session's empty) cache lacks through train_models: hand back the configs
     monkeypatch.setattr(training, "train_models", lambda configs: list(configs))
-    config = training.TrainConfig(seed=2, learning_rate=1e-5)
-    out = networks.train_model(config, 0.1, 0.25)
-    assert (out.init_stddev, out.bias_init) == (0.1, 0.25)
-    assert out.seed == 2 and out.learning_rate == 1e-5
-    assert config.init_stddev == 0.02, "the caller's config is not modified"
-    configs = networks.post_models("dropout_lr1e-5", (0, 1), *networks.HELPER_0_1)
-    assert [(c.seed, c.dropout, c.init_stddev, c.bias_init) for c in configs] == [
-        (0, 0.2, 0.1, 0.1), (1, 0.2, 0.1, 0.1)]
+    configs = networks.post_models("dropout_lr1e-5", (0, 1))
+    assert [(c.seed, c.dropout, c.learning_rate, c.init_stddev, c.bias_init) for c in configs] == [
+        (0, 0.2, 1e-5, 0.1, 0.1), (1, 0.2, 1e-5, 0.1, 0.1)]
+    stated = networks.post_config("plain", 2, *networks.POST_STATED)
+    assert (stated.init_stddev, stated.bias_init) == (0.02, 0.0)
+    assert stated.to_dict() == training.TrainConfig(seed=2).to_dict(), \
+        "the stated scale keeps the cache key of TrainConfig's defaults"
+    assert networks.post_config("plain", 2).to_dict() != stated.to_dict()
 
 
 def test_same_draw_scaled():
@@ -68,14 +68,10 @@ def test_same_draw_scaled():
     assert config.init_stddev == networks.POST_STATED[0]
 
 
-def test_post_stated_flags():
-    assert networks.is_post_stated(*networks.POST_STATED)
-    assert not networks.is_post_stated(*networks.HELPER_0_1)
-
-
 def test_trains_from_the_requested_scale_and_caches(isolated_cache):
-    config = training.TrainConfig(layer_sizes=SIZES, steps=3, log_every=1, seed=0)
-    trained = networks.train_model(config, 0.1, 0.1)
+    config = training.TrainConfig(layer_sizes=SIZES, steps=3, log_every=1, seed=0,
+                                  init_stddev=networks.HELPER_0_1[0], bias_init=networks.HELPER_0_1[1])
+    trained = training.train_model(config)
     weights = trained.model.get_weights()
     kernels = np.concatenate([w.ravel() for w in weights if w.ndim == 2])
     biases = np.concatenate([w.ravel() for w in weights if w.ndim == 1])
@@ -84,7 +80,7 @@ def test_trains_from_the_requested_scale_and_caches(isolated_cache):
     assert 0.07 < kernels.std() < 0.1  # truncated normal, stddev 0.1, shrinks to ~0.088
     assert list(trained.history["step"]) == [1, 2, 3]
 
-    again = networks.train_model(config, 0.1, 0.1)
+    again = training.train_model(config)
     for a, b in zip(weights, again.model.get_weights()):
         np.testing.assert_array_equal(a, b)
     assert len(list((isolated_cache / "model").glob("*.npz"))) == 1, "one shared cache entry"

@@ -375,16 +375,16 @@ def obd_as_ran(model: keras.Model, fractions: Sequence[float], scope: str, x_poo
 
 def as_ran_sweep(run: str, fractions: Sequence[float], seeds: Sequence[int] = networks.SEEDS,
                  *, carry_over: bool = True, arithmetic: str = "tf0",
-                 packing: str = "weights_first", init_stddev: float = networks.POST_STATED[0],
-                 bias_init: float = networks.POST_STATED[1]) -> np.ndarray:
+                 packing: str = "weights_first", init_stddev: float = networks.HELPER_0_1[0],
+                 bias_init: float = networks.HELPER_0_1[1]) -> np.ndarray:
     """Test accuracy of published ``run`` as its script computed it, shape ``(seeds, fractions)``.
 
     Magnitude runs: most negative values first. OBD runs: ``obd_as_ran``
     on the 55,000-image split, batches drawn with the training seed. The
     network is ``RUN_VARIANTS[run]`` (the dropout run: learning rate 1e-5),
     trained from the initial scale ``init_stddev``/``bias_init``
-    (``networks.train_model``; default: the recipe's stated 0.02 and 0,
-    ``networks.HELPER_0_1`` is the scripts' utilities file). Cached on disk.
+    (``networks.post_config``; default: ``networks.HELPER_0_1``, the scripts'
+    utilities file; ``networks.POST_STATED`` is the stated 0.02 and 0). Cached on disk.
     Example::
 
         fractions, _ = published.curve("obd_all_layers_prune")
@@ -396,8 +396,8 @@ def as_ran_sweep(run: str, fractions: Sequence[float], seeds: Sequence[int] = ne
 
 def as_ran_details(run: str, fractions: Sequence[float], seeds: Sequence[int] = networks.SEEDS,
                    *, carry_over: bool = True, arithmetic: str = "tf0",
-                   packing: str = "weights_first", init_stddev: float = networks.POST_STATED[0],
-                   bias_init: float = networks.POST_STATED[1]) -> tuple[np.ndarray, np.ndarray]:
+                   packing: str = "weights_first", init_stddev: float = networks.HELPER_0_1[0],
+                   bias_init: float = networks.HELPER_0_1[1]) -> tuple[np.ndarray, np.ndarray]:
     """``as_ran_sweep`` plus, per seed and fraction, whether the step's scores were all tied (NaN)."""
     if not isinstance(run, str) or run not in published.RUNS:
         raise ValueError(f"run must be one of {tuple(published.RUNS)}, got {run!r}")
@@ -412,10 +412,10 @@ def as_ran_details(run: str, fractions: Sequence[float], seeds: Sequence[int] = 
     spec = published.RUNS[run]
     rows, flags = [], []
     for seed in seeds:
-        config = networks.post_config(RUN_VARIANTS[run], seed)
+        config = networks.post_config(RUN_VARIANTS[run], seed, *init)
 
         def build(config=config, seed=seed):
-            model = networks.train_model(config, *init).model
+            model = training.train_model(config).model
             (x_pool, y_pool), _ = data.load_post_split()
             _, (x_test, y_test) = data.load_mnist()
             if spec.method == "magnitude":
@@ -429,8 +429,6 @@ def as_ran_details(run: str, fractions: Sequence[float], seeds: Sequence[int] = 
 
         key = {"run": run, "model": config.to_dict(), "fractions": fractions,
                "carry_over": carry_over, "arithmetic": arithmetic, "packing": packing}
-        if not networks.is_post_stated(*init):
-            key["init"] = list(init)
         arrays = cache.fetch("asran_sweep", key, build, version=cache.code_version(__name__))
         rows.append(arrays["accuracy"])
         flags.append(arrays["tied"])

@@ -44,8 +44,8 @@ def check_variant(variant: object) -> str:
 
 
 def described_scores(run: str, seed: int = 0, variant: str | None = None, *,
-                     init_stddev: float = networks.POST_STATED[0],
-                     bias_init: float = networks.POST_STATED[1]) -> list[np.ndarray]:
+                     init_stddev: float = networks.HELPER_0_1[0],
+                     bias_init: float = networks.HELPER_0_1[1]) -> list[np.ndarray]:
     """The described saliency of every parameter of one trained network.
 
     ``run``: a key of ``published.RUNS`` (fixes the method; the scope does not
@@ -53,8 +53,8 @@ def described_scores(run: str, seed: int = 0, variant: str | None = None, *,
     ``networks.VARIANTS``; by default the one the post used for ``run``
     (``RUN_VARIANTS``), e.g. pass ``"dropout"`` for the dropout network at the
     fair learning rate 1e-4. ``init_stddev`` and ``bias_init`` pick the
-    network's initial scale (``networks.train_model``; the default is the
-    post's stated 0.02 and 0). Returns arrays aligned with
+    network's initial scale (``networks.post_config``; the default is the
+    scripts' 0.1 and 0.1, ``networks.HELPER_0_1``). Returns arrays aligned with
     ``model.trainable_weights``; lower means pruned earlier.
     """
     run = published.check_run(run)
@@ -62,8 +62,8 @@ def described_scores(run: str, seed: int = 0, variant: str | None = None, *,
     seed = checks.integer(seed, "seed", 0)
     init = networks.check_init(init_stddev, bias_init)
     method = published.RUNS[run].method
-    config = networks.post_config(variant, seed)
-    trained = networks.train_model(config, *init)
+    config = networks.post_config(variant, seed, *init)
+    trained = training.train_model(config)
     if method == "magnitude":
         return saliency.saliency(trained.model, "magnitude")
 
@@ -72,7 +72,7 @@ def described_scores(run: str, seed: int = 0, variant: str | None = None, *,
         scores = saliency.saliency(trained.model, "obd", x_score, y_score)
         return {f"s{i}": s for i, s in enumerate(scores)}
 
-    arrays = cache.fetch("described_scores", {"method": method, **_model_key(config, init)},
+    arrays = cache.fetch("described_scores", {"method": method, "model": config.to_dict()},
                          build, version=cache.code_version(__name__))
     return [arrays[f"s{i}"] for i in range(len(arrays))]
 
@@ -80,8 +80,8 @@ def described_scores(run: str, seed: int = 0, variant: str | None = None, *,
 def described_sweep(run: str, fractions: Sequence[float],
                     seeds: Sequence[int] = networks.SEEDS,
                     variant: str | None = None, *,
-                    init_stddev: float = networks.POST_STATED[0],
-                    bias_init: float = networks.POST_STATED[1]) -> np.ndarray:
+                    init_stddev: float = networks.HELPER_0_1[0],
+                    bias_init: float = networks.HELPER_0_1[1]) -> np.ndarray:
     """Test accuracy after one-shot pruning as the post describes ``run``.
 
     Returns an array of shape ``(len(seeds), len(fractions))``: row ``i`` is
@@ -111,23 +111,15 @@ def described_sweep(run: str, fractions: Sequence[float],
 
 def _one_sweep(run: str, variant: str, seed: int, fractions: list[float], scope: str,
                init: tuple[float, float]) -> np.ndarray:
-    config = networks.post_config(variant, seed)
+    config = networks.post_config(variant, seed, *init)
 
     def build() -> dict[str, np.ndarray]:
-        trained = networks.train_model(config, *init)
+        trained = training.train_model(config)
         scores = described_scores(run, seed, variant, init_stddev=init[0], bias_init=init[1])
         (_, _), (x_test, y_test) = data.load_mnist()
         return {"accuracy": pruning.sweep(trained.model, scores, fractions, x_test, y_test, scope)}
 
-    key = {"run": run, **_model_key(config, init), "fractions": fractions}
+    key = {"run": run, "model": config.to_dict(), "fractions": fractions}
     return cache.fetch("described_sweep", key, build, version=cache.code_version(__name__))["accuracy"]
-
-
-def _model_key(config: training.TrainConfig, init: tuple[float, float]) -> dict:
-    """The network's part of a cache key (the initial scale only when it is not the post's)."""
-    key = {"model": config.to_dict()}
-    if not networks.is_post_stated(*init):
-        key["init"] = list(init)
-    return key
 
 
