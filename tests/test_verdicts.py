@@ -1,4 +1,9 @@
-"""book/verdicts.md states, for each chapter of Part III, the verdict the chapter itself states."""
+"""book/verdicts.md states, for each chapter of Part III, the verdict the chapter itself states.
+
+Both the one-word verdict and its evidence table (the post's own networks and three seeds of its
+recipe, as the code ran and with the correct method, each cell with its condition) must read the
+same on the page as in the chapter, word for word.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +23,9 @@ CHAPTERS = (
 )
 WORDS = ("confirmed", "refuted", "partly confirmed")
 VERDICT_LINE = re.compile(r"^\*\*Verdict:\*\*\s*(.+?)\s*$", re.MULTILINE)
+EVIDENCE_HEADER = ("Evidence", "As the code ran", "With the correct method")
+EVIDENCE_ROWS = ("The post's own networks", "Three seeds of its recipe")
+CELL_WORDS = ("holds", "fails", "partly", "n/a")
 
 
 def notebook_verdict(name: str) -> str:
@@ -61,3 +69,65 @@ def test_the_page_lists_every_chapter_once():
 @pytest.mark.parametrize("name", CHAPTERS)
 def test_page_and_chapter_agree(name):
     assert page_verdicts(PAGE.read_text())[name] == notebook_verdict(name)
+
+
+def _cells(line: str) -> list[str]:
+    return [c.strip() for c in line.strip().strip("|").split("|")]
+
+
+def evidence_tables(text: str) -> list[dict[str, tuple[str, ...]]]:
+    """Every evidence table in ``text``: row label -> (as ran, correct method)."""
+    lines = text.splitlines()
+    tables = []
+    for i, line in enumerate(lines):
+        if line.strip().startswith("|") and tuple(_cells(line)) == EVIDENCE_HEADER:
+            rows = {}
+            for row in lines[i + 2:]:
+                if not row.strip().startswith("|"):
+                    break
+                cells = _cells(row)
+                rows[cells[0]] = tuple(cells[1:])
+            tables.append(rows)
+    return tables
+
+
+def notebook_evidence(name: str) -> dict[str, tuple[str, ...]]:
+    nb = nbformat.read(ROOT / "notebooks" / f"{name}.ipynb", as_version=4)
+    text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    tables = evidence_tables(text)
+    assert len(tables) == 1, f"{name}: expected one evidence table, found {len(tables)}"
+    return tables[0]
+
+
+def page_evidence(text: str) -> dict[str, dict[str, tuple[str, ...]]]:
+    """Chapter name -> the evidence table of the page's section that links to it."""
+    out = {}
+    for section in re.split(r"^### ", text, flags=re.MULTILINE)[1:]:
+        links = set(re.findall(r"\]\(\.\./notebooks/([^)]+)\.ipynb\)", section)) & set(CHAPTERS)
+        tables = evidence_tables(section)
+        if len(links) == 1 and len(tables) == 1:
+            out[links.pop()] = tables[0]
+    return out
+
+
+def test_evidence_parser_reads_a_table():
+    text = ("### 1. x\n\n| Evidence | As the code ran | With the correct method |\n|---|---|---|\n"
+            "| The post's own networks | holds: a | fails: b |\n\nSee [c](../notebooks/09_magnitude_collapse.ipynb).\n")
+    assert page_evidence(text) == {"09_magnitude_collapse": {"The post's own networks": ("holds: a", "fails: b")}}
+
+
+@pytest.mark.parametrize("name", CHAPTERS)
+def test_chapter_evidence_covers_both_kinds_and_both_methods(name):
+    table = notebook_evidence(name)
+    assert tuple(table) == EVIDENCE_ROWS
+    for label, cells in table.items():
+        assert len(cells) == 2, f"{name}: row {label!r} needs two cells"
+        for cell in cells:
+            word = cell.split(":")[0].strip()
+            assert word in CELL_WORDS and ":" in cell and cell.split(":", 1)[1].strip(), \
+                f"{name}: cell {cell!r} must read '<{'|'.join(CELL_WORDS)}>: <condition>'"
+
+
+@pytest.mark.parametrize("name", CHAPTERS)
+def test_page_states_the_chapter_evidence_word_for_word(name):
+    assert page_evidence(PAGE.read_text()).get(name) == notebook_evidence(name)
