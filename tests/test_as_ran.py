@@ -17,9 +17,9 @@ def test_counts_truncate_like_integer_division():
     assert as_ran.n_pruned_tf0(0.3, 47410) == 14223
     assert as_ran.n_pruned_tf0(1.0, 10) == 10
     assert pruning.n_pruned(0.07, 47410) == 3319  # the book's own rule rounds
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="fraction"):
         as_ran.n_pruned_tf0(1.5, 10)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="n must"):
         as_ran.n_pruned_tf0(0.5, -1)
 
 
@@ -149,7 +149,13 @@ def test_obd_as_ran_exact_without_carry_over_is_one_shot():
     assert not tied.any()
     traced = as_ran.obd_as_ran(model, [0.2, 0.4], "layer", x_pool, y_pool, x_test, y_test,
                                batch_size=16, trace=True)
-    assert traced["carried"][0] >= 0 and traced["carried"].dtype.kind == "i"
+    # Only parameters pruned at a step can stay zero into the next one; without the faulty
+    # restore none do.
+    at_most = [sum(as_ran.n_pruned_tf0(f, w.size) for w in model.get_weights()) for f in (0.2, 0.4)]
+    assert traced["carried"].dtype.kind == "i" and np.all(traced["carried"] <= at_most)
+    honest = as_ran.obd_as_ran(model, [0.2, 0.4], "layer", x_pool, y_pool, x_test, y_test,
+                               batch_size=16, carry_over=False, trace=True)
+    assert not honest["carried"].any()
     scores = hessian.hessian_row_sums(model, x_pool, y_pool, scope="layer")
     with pruning.pruned(model, as_ran.tf0_masks(scores, 0.2, "layer")):
         assert acc[0] == pytest.approx(metrics.accuracy(model, x_test, y_test))
@@ -174,7 +180,7 @@ def test_argument_checks():
         as_ran.tf0_masks([np.zeros(3)], 0.1, "everywhere")
     with pytest.raises(TypeError, match="scores"):
         as_ran.tf0_masks(np.zeros(3), 0.1)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="equal length"):
         as_ran.mean_abs_gap(np.zeros(3), np.zeros(4))
     assert as_ran.mean_abs_gap(np.array([0.9, 0.5]), np.array([0.8, 0.5])) == pytest.approx(5.0)
 

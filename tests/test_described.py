@@ -54,11 +54,12 @@ def test_run_variants_follow_the_post():
     (dict(run="obd_all_layers_prune", variant="big"), ValueError),
 ])
 def test_described_sweep_rejects_bad_arguments(kwargs, error, monkeypatch):
+    # The message names the offending argument (the last key given).
     def no_training(config):
         raise AssertionError("validation must come before any work")
     monkeypatch.setattr(training, "train_model", no_training)
     args = dict(fractions=[0.1], seeds=[0]) | kwargs
-    with pytest.raises(error):
+    with pytest.raises(error, match=list(kwargs)[-1]):
         described.described_sweep(args.pop("run"), **args)
 
 

@@ -16,7 +16,7 @@ SIZES = (6, 5, 4, 3)
 
 def test_tensor_names():
     assert observations.tensor_names(small_mlp(SIZES)) == ["W1", "b1", "W2", "b2", "W3", "b3"]
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="model"):
         observations.tensor_names("not a model")
 
 

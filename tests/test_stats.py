@@ -99,7 +99,7 @@ def flat_masks(masks):
     (np.array([True, False]), TypeError), (["a", "b"], TypeError),
 ])
 def test_bad_inputs_raise(bad, error):
-    with pytest.raises(error):
+    with pytest.raises(error, match=r"\ba\b"):  # the message names the argument
         stats.rankdata(bad)
 
 
