@@ -7,7 +7,12 @@ modules need; each returns the value in the type the caller works with.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
+
+SEED_LIMIT = 2**32
+"""Seeds lie in ``[0, SEED_LIMIT)``, the range NumPy's (and so ``seeding.set_seed``'s) seeding takes."""
 
 
 def integer(value: object, name: str, low: int = 1) -> int:
@@ -18,6 +23,31 @@ def integer(value: object, name: str, low: int = 1) -> int:
         wanted = "a positive int" if low == 1 else f">= {low}"
         raise ValueError(f"{name} must be {wanted}, got {value!r}")
     return int(value)
+
+
+def seed(value: object, name: str = "seed") -> int:
+    """One random seed: an int in ``[0, 2**32)`` (numpy ints accepted, bools refused).
+
+    The one seed check of the book (chapter "The Taylor expansion of the loss" seeds every
+    chapter with ``seeding.set_seed``): TypeError for a non-int, ValueError out of range.
+    """
+    value = integer(value, name, 0)
+    if value >= SEED_LIMIT:
+        raise ValueError(f"{name} must be below 2**32, got {value!r}")
+    return value
+
+
+def seeds(value: object, name: str = "seeds") -> list[int]:
+    """A non-empty sequence (or 1-D array) of seeds, each as :func:`seed`; returns Python ints.
+
+    TypeError for a string or a non-sequence, or an element that is not an int; ValueError
+    when it is empty or an element is out of range. The element's error names ``name[i]``.
+    """
+    if isinstance(value, (str, bytes)) or not isinstance(value, (Sequence, np.ndarray)):
+        raise TypeError(f"{name} must be a sequence of ints, got {value!r}")
+    if len(value) == 0:
+        raise ValueError(f"{name} is empty")
+    return [seed(s, f"{name}[{i}]") for i, s in enumerate(value)]
 
 
 def real(value: object, name: str) -> float:

@@ -85,9 +85,9 @@ class CnnConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "filters", _check_widths(self.filters, "filters"))
         object.__setattr__(self, "dense", _check_widths(self.dense, "dense", allow_empty=True))
-        for name in ("kernel_size", "batch_size", "steps", "log_every", "seed"):
-            value = checks.integer(getattr(self, name), name, 0 if name == "seed" else 1)
-            object.__setattr__(self, name, value)
+        for name in ("kernel_size", "batch_size", "steps", "log_every"):
+            object.__setattr__(self, name, checks.integer(getattr(self, name), name))
+        object.__setattr__(self, "seed", checks.seed(self.seed))
         object.__setattr__(self, "learning_rate", checks.positive(self.learning_rate, "learning_rate"))
 
     def to_dict(self) -> dict:
@@ -117,8 +117,7 @@ def train_cnn(config: CnnConfig | None = None, *, use_cache: bool = True) -> Tra
 def cnn_models(seeds: Sequence[int] = networks.SEEDS,
                config: CnnConfig | None = None) -> list[TrainedCnn]:
     """One trained (or cached) CNN per seed, all else as in ``config`` (default ``CnnConfig()``)."""
-    if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Sequence) or len(seeds) == 0:
-        raise ValueError(f"seeds must be a non-empty sequence of ints, got {seeds!r}")
+    seeds = checks.seeds(seeds)
     config = CnnConfig() if config is None else config
     if not isinstance(config, CnnConfig):
         raise TypeError(f"config must be a CnnConfig, got {type(config).__name__}")
@@ -192,23 +191,6 @@ def sweep(model: keras.Model, scores: Sequence[np.ndarray], fractions: Sequence[
         if any(not np.array_equal(a, b) for a, b in zip(model.get_weights(), original)):
             model.set_weights(original)  # pragma: no cover - the graph never writes to the model
     return acc.numpy().astype(np.float64)
-
-
-def sweep_over_seeds(trained: Sequence[TrainedCnn], method: str, scope: str,
-                     fractions: Sequence[float], x_score: np.ndarray | None,
-                     y_score: np.ndarray | None, x_test: np.ndarray, y_test: np.ndarray,
-                     **saliency_options) -> np.ndarray:
-    """Accuracy after one-shot pruning, shape ``(len(trained), len(fractions))``."""
-    if isinstance(trained, (str, bytes)) or not isinstance(trained, Sequence) or len(trained) == 0:
-        raise ValueError("trained must be a non-empty sequence of TrainedCnn")
-    for t in trained:
-        if not isinstance(t, TrainedCnn):
-            raise TypeError(f"trained must hold TrainedCnn, got {type(t).__name__}")
-    rows = []
-    for t in trained:
-        scores = saliency(t.model, method, x_score, y_score, **saliency_options)
-        rows.append(sweep(t.model, scores, fractions, x_test, y_test, scope=scope))
-    return np.array(rows)
 
 
 def score_data(n_score: int = N_SCORE) -> tuple[np.ndarray, np.ndarray]:

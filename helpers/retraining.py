@@ -63,7 +63,7 @@ def retrain(model: keras.Model, masks: Sequence[np.ndarray], x: np.ndarray, y: n
     batch_size = checks.integer(batch_size, "batch_size", 1)
     if batch_size > len(x):
         raise ValueError(f"batch_size ({batch_size}) is larger than the data set ({len(x)})")
-    seed = checks.integer(seed, "seed", 0)
+    seed = checks.seed(seed)
     log_every = steps if log_every is None else checks.integer(log_every, "log_every", 1)
     learning_rate = checks.positive(learning_rate, "learning_rate")
     epsilon = checks.positive(epsilon, "epsilon")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from helpers import checks
+
 
 def set_seed(seed: int = 0) -> None:
     """Seed Python, NumPy and TensorFlow and make TensorFlow's ops deterministic.
@@ -12,9 +14,6 @@ def set_seed(seed: int = 0) -> None:
     Introduced in chapter "The Taylor expansion of the loss"; every chapter
     calls it once so the same run gives the same weights, masks and accuracies.
     """
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"seed must be an int, got {seed!r}")
-    if not 0 <= seed < 2**32:
-        raise ValueError(f"seed must be in [0, 2**32), got {seed!r}")
+    seed = checks.seed(seed)
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()

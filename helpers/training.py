@@ -56,9 +56,9 @@ class TrainConfig:
         fields["bias_init"] = checks.real
         for name, check in fields.items():
             object.__setattr__(self, name, check(getattr(self, name), name))
-        for name in ("batch_size", "steps", "log_every", "seed"):
-            value = checks.integer(getattr(self, name), name, 0 if name == "seed" else 1)
-            object.__setattr__(self, name, value)
+        for name in ("batch_size", "steps", "log_every"):
+            object.__setattr__(self, name, checks.integer(getattr(self, name), name))
+        object.__setattr__(self, "seed", checks.seed(self.seed))
         for name, allowed in (("loss", _LOSSES), ("order", _ORDERS), ("dataset", _DATASETS)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")

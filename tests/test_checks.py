@@ -20,6 +20,40 @@ def test_integer_accepts_numpy_ints_and_returns_python_ints():
     assert checks.integer(0, "seed", 0) == 0
 
 
+@pytest.mark.parametrize("value,error", [
+    (True, TypeError), (1.0, TypeError), ("0", TypeError), (None, TypeError),
+    (-1, ValueError), (2**32, ValueError)])
+def test_seed_refuses(value, error):
+    with pytest.raises(error, match="start"):
+        checks.seed(value, "start")
+
+
+def test_seed_accepts_numpy_ints_up_to_numpys_limit():
+    value = checks.seed(np.uint32(2**32 - 1))
+    assert value == 2**32 - 1 and type(value) is int
+    assert checks.seed(0) == 0
+    with pytest.raises(ValueError, match="^seed "):  # the default name
+        checks.seed(-1)
+
+
+@pytest.mark.parametrize("value,error,pattern", [
+    ("012", TypeError, "^seeds must be a sequence"), (3, TypeError, "^seeds must be a sequence"),
+    ({0, 1}, TypeError, "^seeds must be a sequence"), ((), ValueError, "^seeds is empty"),
+    ([0, True], TypeError, r"^seeds\[1\]"), ([0, 1.0], TypeError, r"^seeds\[1\]"),
+    ([2, -1], ValueError, r"^seeds\[1\]")])
+def test_seeds_refuses_naming_the_bad_entry(value, error, pattern):
+    with pytest.raises(error, match=pattern):
+        checks.seeds(value)
+
+
+def test_seeds_returns_a_list_of_python_ints():
+    out = checks.seeds(np.arange(3))
+    assert out == [0, 1, 2] and all(type(s) is int for s in out)
+    assert checks.seeds((5,), "runs") == [5]
+    with pytest.raises(ValueError, match="runs is empty"):
+        checks.seeds([], "runs")
+
+
 @pytest.mark.parametrize("check,value,error", [
     (checks.positive, 0.0, ValueError), (checks.positive, float("inf"), ValueError),
     (checks.positive, True, TypeError), (checks.real, float("nan"), ValueError),

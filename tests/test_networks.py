@@ -6,9 +6,23 @@ import numpy as np
 import pytest
 
 from helpers import models, seeding, training
-from helpers.post import networks
+from helpers.post import networks, published
 
 SIZES = (784, 8, 6, 10)
+
+
+def test_run_variants_follow_the_post():
+    assert networks.RUN_VARIANTS["obd_all_layers_dropout"] == "dropout_lr1e-5"
+    assert networks.RUN_VARIANTS["magnitude_layerwise_prune"] == "plain"
+    assert set(networks.RUN_VARIANTS) == set(published.RUNS)
+    assert set(networks.RUN_VARIANTS.values()) <= set(networks.VARIANTS)
+
+
+@pytest.mark.parametrize("variant", ["huge", 3, None])
+def test_check_variant_refuses_unknown_networks(variant):
+    with pytest.raises(ValueError, match="variant"):
+        networks.check_variant(variant)
+    assert networks.check_variant("dropout") == "dropout"
 
 
 def test_check_init_rejects_bad_values():
@@ -35,6 +49,8 @@ def test_post_config_and_post_models_validate_before_work(monkeypatch):
         networks.post_config("huge", 0)
     with pytest.raises(ValueError, match="seeds"):
         networks.post_models("plain", seeds=[], init_stddev=0.1, bias_init=0.1)
+    with pytest.raises(TypeError, match="seeds"):
+        networks.post_models("plain", seeds="012", init_stddev=0.1, bias_init=0.1)
     with pytest.raises(ValueError, match="variant"):
         networks.post_models("huge", seeds=[0], init_stddev=0.1, bias_init=0.1)
     with pytest.raises(ValueError, match="bias_init"):

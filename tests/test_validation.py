@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 
 from conftest import small_data, small_mlp
-from helpers import hessian, metrics, models, pruning, saliency, seeding
-from helpers.post import as_ran
+from helpers import hessian, metrics, models, pruning, saliency, seeding, training
+from helpers import cnn as cnn_helpers
+from helpers.post import as_ran, described, networks
 
 
 @pytest.fixture
@@ -175,10 +176,26 @@ def test_model_builders_validate(kwargs, error, pattern):
         models.mlp(**kwargs)
 
 
-@pytest.mark.parametrize("seed,error", [(-1, ValueError), (1.5, TypeError), (2**32, ValueError)])
-def test_seed_validation(seed, error):
-    with pytest.raises(error, match="seed"):
-        seeding.set_seed(seed)
+@pytest.mark.parametrize("seed,error", [
+    (-1, ValueError), (2**32, ValueError), (1.5, TypeError), (True, TypeError), ("0", TypeError)])
+def test_every_seed_argument_follows_one_policy(seed, error, monkeypatch):
+    # checks.seed / checks.seeds: the same bad seed gives the same error, naming the argument, everywhere.
+    def no_training(*args, **kwargs):
+        raise AssertionError("validation must come before any work")
+    monkeypatch.setattr(training, "train_model", no_training)
+    monkeypatch.setattr(training, "train_models", no_training)
+    one = [lambda: seeding.set_seed(seed), lambda: training.TrainConfig(seed=seed),
+           lambda: cnn_helpers.CnnConfig(seed=seed), lambda: networks.post_config("plain", seed),
+           lambda: described.described_scores("obd_all_layers_prune", seed)]
+    for call in one:
+        with pytest.raises(error, match="^seed "):
+            call()
+    many = [lambda: networks.post_models("plain", [0, seed]), lambda: cnn_helpers.cnn_models([0, seed]),
+            lambda: described.described_sweep("obd_all_layers_prune", [0.1], [0, seed]),
+            lambda: as_ran.as_ran_sweep("obd_all_layers_prune", [0.1], [0, seed])]
+    for call in many:
+        with pytest.raises(error, match=r"^seeds\[1\] "):
+            call()
 
 
 def test_vectors_for_hvp_must_match_the_weights(setup):

@@ -40,7 +40,7 @@ import keras
 import numpy as np
 from matplotlib.figure import Figure
 
-from helpers import cache, checkpoints, data, plotting, pruning, saliency
+from helpers import cache, checkpoints, checks, data, plotting, pruning, saliency
 from helpers.post import networks, published
 
 #: Network variants of chapter "Training the two networks", then the post's own, with labels.
@@ -326,11 +326,10 @@ def _check(network, method, scope, fraction, seed):
     if not isinstance(scope, str) or scope not in SCOPES:
         raise ValueError(f"scope must be one of {tuple(SCOPES)}, got {scope!r}")
     fraction = pruning.check_fraction(fraction, "fraction")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise TypeError(f"seed must be an int, got {seed!r}")
-    if int(seed) not in seeds(network):
+    seed = checks.seed(seed)
+    if seed not in seeds(network):
         raise ValueError(f"seed must be one of {seeds(network)} for {network}, got {seed!r}")
-    return network, method, scope, fraction, int(seed)
+    return network, method, scope, fraction, seed
 
 
 def _load_network(network: str, seed: int) -> keras.Model:

@@ -51,11 +51,6 @@ BATCH_ORDERS = ("random", "shuffled", "file")
 #: Below this float32 probability, (1/p)**2 overflows (float32 max is about 2**128).
 TF0_OVERFLOW_P = 2.0 ** -64
 
-#: The network each published run pruned (a key of ``networks.VARIANTS``).
-RUN_VARIANTS: dict[str, str] = {
-    name: ("dropout_lr1e-5" if run.dropout else "plain") for name, run in published.RUNS.items()
-}
-
 
 # --- counting, packing and ranking as the scripts did ----------------------------------------
 
@@ -381,7 +376,7 @@ def as_ran_sweep(run: str, fractions: Sequence[float], seeds: Sequence[int] = ne
 
     Magnitude runs: most negative values first. OBD runs: ``obd_as_ran``
     on the 55,000-image split, batches drawn with the training seed. The
-    network is ``RUN_VARIANTS[run]`` (the dropout run: learning rate 1e-5),
+    network is ``networks.RUN_VARIANTS[run]`` (the dropout run: learning rate 1e-5),
     trained from the initial scale ``init_stddev``/``bias_init``
     (``networks.post_config``; default: ``networks.HELPER_0_1``, the scripts'
     utilities file; ``networks.POST_STATED`` is the stated 0.02 and 0). Cached on disk.
@@ -402,7 +397,7 @@ def as_ran_details(run: str, fractions: Sequence[float], seeds: Sequence[int] = 
     if not isinstance(run, str) or run not in published.RUNS:
         raise ValueError(f"run must be one of {tuple(published.RUNS)}, got {run!r}")
     fractions = pruning.check_fractions(fractions)
-    seeds = _check_seeds(seeds)
+    seeds = checks.seeds(seeds)
     if not isinstance(carry_over, bool):
         raise TypeError(f"carry_over must be a bool, got {carry_over!r}")
     if arithmetic not in ARITHMETICS:
@@ -412,7 +407,7 @@ def as_ran_details(run: str, fractions: Sequence[float], seeds: Sequence[int] = 
     spec = published.RUNS[run]
     rows, flags = [], []
     for seed in seeds:
-        config = networks.post_config(RUN_VARIANTS[run], seed, *init)
+        config = networks.post_config(networks.RUN_VARIANTS[run], seed, *init)
 
         def build(config=config, seed=seed):
             model = training.train_model(config).model
@@ -596,14 +591,5 @@ def _check_packing(packing: object) -> str:
     return packing
 
 
-def _check_seeds(seeds: object) -> list[int]:
-    if isinstance(seeds, (str, bytes)) or not isinstance(seeds, (Sequence, np.ndarray)):
-        raise TypeError(f"seeds must be a sequence of ints, got {seeds!r}")
-    if len(seeds) == 0:
-        raise ValueError("seeds is empty")
-    out = []
-    for s in seeds:
-        if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 0:
-            raise ValueError(f"seeds must hold non-negative ints, got {s!r}")
-        out.append(int(s))
-    return out
+#: observations.py still calls ``as_ran._check_seeds``; the one check is ``checks.seeds``.
+_check_seeds = checks.seeds

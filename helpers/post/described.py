@@ -28,19 +28,7 @@ import numpy as np
 
 from helpers import cache, checks, data, pruning, saliency, training
 from helpers.post import networks, published
-
-#: The network each published run used, as a key of ``networks.VARIANTS``.
-#: The dropout run was trained at learning rate 1e-5 in the post.
-RUN_VARIANTS: dict[str, str] = {
-    name: ("dropout_lr1e-5" if run.dropout else "plain") for name, run in published.RUNS.items()
-}
-
-
-def check_variant(variant: object) -> str:
-    """``variant`` if it is a key of ``networks.VARIANTS``, else ValueError."""
-    if not isinstance(variant, str) or variant not in networks.VARIANTS:
-        raise ValueError(f"variant must be one of {tuple(networks.VARIANTS)}, got {variant!r}")
-    return variant
+from helpers.post.networks import RUN_VARIANTS  # also read as described.RUN_VARIANTS by chapters 6 and 8
 
 
 def described_scores(run: str, seed: int = 0, variant: str | None = None, *,
@@ -58,8 +46,8 @@ def described_scores(run: str, seed: int = 0, variant: str | None = None, *,
     ``model.trainable_weights``; lower means pruned earlier.
     """
     run = published.check_run(run)
-    variant = RUN_VARIANTS[run] if variant is None else check_variant(variant)
-    seed = checks.integer(seed, "seed", 0)
+    variant = RUN_VARIANTS[run] if variant is None else networks.check_variant(variant)
+    seed = checks.seed(seed)
     init = networks.check_init(init_stddev, bias_init)
     method = published.RUNS[run].method
     config = networks.post_config(variant, seed, *init)
@@ -93,17 +81,13 @@ def described_sweep(run: str, fractions: Sequence[float],
         acc = described_sweep("obd_all_layers_prune", [0.1, 0.2, 0.3])
     """
     run = published.check_run(run)
-    variant = RUN_VARIANTS[run] if variant is None else check_variant(variant)
+    variant = RUN_VARIANTS[run] if variant is None else networks.check_variant(variant)
     if isinstance(fractions, (str, bytes)) or not isinstance(fractions, (Sequence, np.ndarray)):
         raise TypeError(f"fractions must be a sequence of floats, got {fractions!r}")
     if len(fractions) == 0:
         raise ValueError("fractions is empty")
     fractions = [pruning.check_fraction(f, "fractions") for f in fractions]
-    if isinstance(seeds, (str, bytes)) or not isinstance(seeds, (Sequence, np.ndarray)):
-        raise TypeError(f"seeds must be a sequence of ints, got {seeds!r}")
-    if len(seeds) == 0:
-        raise ValueError("seeds is empty")
-    seeds = [checks.integer(s, "seeds", 0) for s in seeds]
+    seeds = checks.seeds(seeds)
     init = networks.check_init(init_stddev, bias_init)
     scope = published.RUNS[run].scope
     return np.stack([_one_sweep(run, variant, seed, fractions, scope, init) for seed in seeds])

@@ -29,6 +29,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from helpers import checks, models, pruning, saliency, training
+from helpers.post import published
 
 #: Training seeds behind every curve with a band.
 SEEDS: tuple[int, ...] = (0, 1, 2)
@@ -40,6 +41,11 @@ VARIANTS = {
     "dropout": dict(dropout=POST_DROPOUT, learning_rate=1e-4),
     "dropout_lr1e-5": dict(dropout=POST_DROPOUT, learning_rate=1e-5),
 }
+#: The network each published run pruned, as a key of ``VARIANTS``: the dropout run's
+#: network was trained at the post's learning rate 1e-5, the others are plain.
+RUN_VARIANTS: dict[str, str] = {
+    name: ("dropout_lr1e-5" if run.dropout else "plain") for name, run in published.RUNS.items()
+}
 
 #: (kernel standard deviation, bias value) as the post states its recipe.
 POST_STATED: tuple[float, float] = (models.POST_INIT_STDDEV, 0.0)
@@ -50,11 +56,17 @@ HELPER_0_1: tuple[float, float] = (0.1, 0.1)
 def post_config(variant: str = "plain", seed: int = 0, init_stddev: float = HELPER_0_1[0],
                 bias_init: float = HELPER_0_1[1]) -> training.TrainConfig:
     """The post's training recipe for one network variant and seed, from the given initial scale."""
-    if not isinstance(variant, str) or variant not in VARIANTS:
-        raise ValueError(f"variant must be one of {tuple(VARIANTS)}, got {variant!r}")
+    variant = check_variant(variant)
     init_stddev, bias_init = check_init(init_stddev, bias_init)
     return training.TrainConfig(seed=seed, init_stddev=init_stddev, bias_init=bias_init,
                                 **VARIANTS[variant])
+
+
+def check_variant(variant: object) -> str:
+    """``variant`` if it is a key of ``VARIANTS``, else ValueError."""
+    if not isinstance(variant, str) or variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {tuple(VARIANTS)}, got {variant!r}")
+    return variant
 
 
 def check_init(init_stddev: object, bias_init: object) -> tuple[float, float]:
@@ -66,8 +78,7 @@ def post_models(variant: str = "plain", seeds: Sequence[int] = SEEDS,
                 init_stddev: float = HELPER_0_1[0],
                 bias_init: float = HELPER_0_1[1]) -> list[training.TrainedModel]:
     """One trained (or cached) network of ``variant`` per seed, from the given initial scale."""
-    if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Sequence) or len(seeds) == 0:
-        raise ValueError(f"seeds must be a non-empty sequence of ints, got {seeds!r}")
+    seeds = checks.seeds(seeds)
     init_stddev, bias_init = check_init(init_stddev, bias_init)
     return training.train_models([post_config(variant, seed, init_stddev, bias_init)
                                   for seed in seeds])
