@@ -1,32 +1,27 @@
 """Rank statistics for comparing saliencies (chapters "Second derivatives in practice" and "Saliencies").
 
-SciPy is not a dependency of the book, so the few rank statistics the
-chapters need are written here with NumPy alone:
-
-- ``rankdata``: ranks 1..n with tied values given the average of their ranks;
-- ``spearman``: Spearman's rank correlation, the Pearson correlation of those ranks;
+- ``rankdata``: ranks 1..n with tied values given the average of their ranks
+  (``scipy.stats.rankdata``);
+- ``spearman``: Spearman's rank correlation, the Pearson correlation of those ranks
+  (``scipy.stats.spearmanr``);
 - ``bottom_k_overlap``: the share of the ``k`` lowest-scored entries two scorings
   have in common, ties broken by position as ``helpers.pruning.prune_masks`` does.
+
+Each accepts an array or a list of per-tensor arrays (as the saliency helpers
+return), flattened, and checks its arguments before calling SciPy.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import scipy.stats
+
+from helpers import checks
 
 
 def rankdata(a: object) -> np.ndarray:
     """Ranks ``1..n`` of the entries of ``a`` (flattened), tied values sharing their mean rank."""
-    a = _check_vector(a, "a")
-    order = np.argsort(a, kind="stable")
-    sorted_a = a[order]
-    # Start of each run of equal values in sorted order, and the run lengths.
-    starts = np.flatnonzero(np.r_[True, sorted_a[1:] != sorted_a[:-1]])
-    lengths = np.diff(np.r_[starts, a.size])
-    # Ranks starts+1 .. starts+length share their mean.
-    mean_rank = starts + (lengths + 1) / 2.0
-    ranks = np.empty(a.size, np.float64)
-    ranks[order] = np.repeat(mean_rank, lengths)
-    return ranks
+    return scipy.stats.rankdata(_check_vector(a, "a"), method="average")
 
 
 def spearman(a: object, b: object) -> float:
@@ -44,9 +39,7 @@ def spearman(a: object, b: object) -> float:
     for name, v in (("a", a), ("b", b)):
         if np.all(v == v[0]):
             raise ValueError(f"{name} is constant: its rank correlation is undefined")
-    ra = rankdata(a) - (a.size + 1) / 2.0
-    rb = rankdata(b) - (b.size + 1) / 2.0
-    r = float(np.dot(ra, rb) / np.sqrt(np.dot(ra, ra) * np.dot(rb, rb)))
+    r = float(scipy.stats.spearmanr(a, b).statistic)
     return min(1.0, max(-1.0, r))
 
 
@@ -63,9 +56,8 @@ def bottom_k_overlap(a: object, b: object, k: int) -> float:
     b = _check_vector(b, "b")
     if a.size != b.size:
         raise ValueError(f"a and b must have the same number of entries, got {a.size} and {b.size}")
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
-        raise TypeError(f"k must be an int, got {k!r}")
-    if not 1 <= k <= a.size:
+    k = checks.integer(k, "k")
+    if k > a.size:
         raise ValueError(f"k must be in [1, {a.size}], got {k}")
     low_a = np.argsort(a, kind="stable")[:k]
     low_b = np.argsort(b, kind="stable")[:k]
@@ -73,20 +65,7 @@ def bottom_k_overlap(a: object, b: object, k: int) -> float:
 
 
 def _check_vector(a: object, name: str) -> np.ndarray:
-    """A finite, non-empty numeric array, flattened to float64."""
+    """A finite, non-empty numeric array (or list of per-tensor arrays), flattened to float64."""
     if isinstance(a, (list, tuple)) and any(isinstance(v, np.ndarray) and v.ndim > 0 for v in a):
-        # A list of per-tensor arrays (as the saliency helpers return): concatenate.
         a = np.concatenate([np.asarray(v).ravel() for v in a])
-    try:
-        arr = np.asarray(a)
-    except Exception as exc:  # pragma: no cover - exotic objects
-        raise TypeError(f"{name} must be an array of numbers") from exc
-    if arr.dtype == bool or arr.dtype == object or not (
-            np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
-        raise TypeError(f"{name} must hold numbers, got dtype {arr.dtype}")
-    if arr.size == 0:
-        raise ValueError(f"{name} is empty")
-    arr = arr.astype(np.float64).ravel()
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} contains NaN or infinite values")
-    return arr
+    return checks.numbers(a, name).astype(np.float64).ravel()
