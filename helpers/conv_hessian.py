@@ -38,7 +38,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from helpers import network
+from helpers import checks, network
 
 METHODS = ("exact", "mc", "fisher")
 _DRAWS_PER_CALL = 10  # Monte-Carlo draws backpropagated per compiled call (one forward pass)
@@ -147,10 +147,9 @@ def hessian_diagonal(model: keras.Model, x: np.ndarray, y: np.ndarray, method: s
         raise TypeError(f"samples must be a positive int, got {samples!r}")
     if not 1 <= samples <= 2**20:
         raise ValueError(f"samples must be an int in [1, 2**20], got {samples!r}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise TypeError(f"seed must be an int, got {seed!r}")
-    if not 0 <= seed < 2**31:
-        raise ValueError(f"seed must be in [0, 2**31), got {seed!r}")
+    seed = checks.seed(seed)
+    if seed >= 2**31:  # the Monte Carlo draws use it as a stateless int32-pair seed
+        raise ValueError(f"seed must be below 2**31 here, got {seed!r}")
     net = conv_net(model)
     x, y = network.check_xy(x, y, net.input_width, net.n_classes)
     batch_size = network.check_batch_size(batch_size)
