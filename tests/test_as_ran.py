@@ -301,3 +301,27 @@ def test_replay_with_kernels_runs_in_its_own_process_and_matches():
         as_ran.replay_with_kernels("magnitude_all_layers_prune", onednn="no")
     with pytest.raises(ValueError, match="run must be one of"):
         as_ran.replay_with_kernels("nope")
+
+
+def test_replays_side_by_side_equal_the_one_at_a_time_replays():
+    """Both back ends of one run, computed in two processes at once, then read back from the cache."""
+    out = as_ran.replays_with_kernels(["magnitude_all_layers_prune"])
+    assert set(out) == {True, False} and set(out[True]) == {"magnitude_all_layers_prune"}
+    for onednn in (True, False):
+        again = as_ran.replay_with_kernels("magnitude_all_layers_prune", onednn=onednn)
+        assert np.array_equal(out[onednn]["magnitude_all_layers_prune"]["accuracy"], again["accuracy"])
+    fractions, accuracies = published.curve("magnitude_all_layers_prune")
+    assert np.array_equal(np.round(out[True]["magnitude_all_layers_prune"]["accuracy"], 4), accuracies)
+
+
+def test_side_by_side_argument_checks():
+    with pytest.raises(TypeError, match="runs"):
+        as_ran.replays_with_kernels("magnitude_all_layers_prune")
+    with pytest.raises(ValueError, match="run must be one of"):
+        as_ran.replays_with_kernels(["nope"])
+    with pytest.raises(TypeError, match="variations"):
+        as_ran.replay_bands({})
+    with pytest.raises(ValueError, match="variations"):
+        as_ran.replay_bands({"obd_layerwise_prune": "weather"})
+    with pytest.raises(ValueError, match="n_replays"):
+        as_ran.replay_bands({"obd_layerwise_prune": "batches"}, n_replays=0)

@@ -30,6 +30,7 @@ as its script computed it, over training seeds, cached on disk.
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import math
 import os
@@ -548,6 +549,43 @@ def replay_with_kernels(run: str, onednn: bool = True) -> dict[str, np.ndarray]:
         return _with_kernels(onednn, "replay_post_run", {"run": run})
 
     return cache.fetch("post_replay_kernels", key, build, version=cache.code_version(__name__))
+
+
+def replays_with_kernels(runs: Sequence[str] = published.RUNS) -> dict[bool, dict[str, dict]]:
+    """``replay_with_kernels(run, onednn)`` for every run, both back ends: ``out[onednn][run]``.
+
+    Each replay the cache lacks runs in a process of its own; they run side by
+    side, one per CPU core (a replay keeps about one core busy).
+    """
+    if isinstance(runs, (str, bytes)) or not isinstance(runs, Sequence) or not runs:
+        raise TypeError(f"runs must be a non-empty sequence of run names, got {runs!r}")
+    runs = [published.check_run(run) for run in runs]
+    jobs = [(run, onednn) for onednn in (True, False) for run in runs]
+    done = _side_by_side(lambda job: replay_with_kernels(*job), jobs)
+    return {onednn: {run: done[run, onednn] for run in runs} for onednn in (True, False)}
+
+
+def replay_bands(variations: dict[str, str], n_replays: int = 50) -> dict[str, np.ndarray]:
+    """``replay_band(run, variation, n_replays)`` for each ``run: variation``, side by side."""
+    if not isinstance(variations, dict) or not variations:
+        raise TypeError(f"variations must be a non-empty dict of run: variation, got {variations!r}")
+    for run, variation in variations.items():
+        published.check_run(run)
+        if not isinstance(variation, str) or variation not in VARIATIONS:
+            raise ValueError(f"variations[{run!r}] must be one of {VARIATIONS}, got {variation!r}")
+    checks.integer(n_replays, "n_replays")
+    return _side_by_side(lambda item: replay_band(*item, n_replays), list(variations.items()),
+                         key=lambda item: item[0])
+
+
+def _side_by_side(work, jobs: list, key=lambda job: job) -> dict:
+    """``{key(job): work(job)}``, at most one job per CPU core at a time.
+
+    Threads suffice: each job waits on its own child process (or reads the cache).
+    """
+    with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        results = list(pool.map(work, jobs))
+    return {key(job): result for job, result in zip(jobs, results)}
 
 
 _CHILD = """
