@@ -151,6 +151,21 @@ def check_batch_size(batch_size: object) -> int:
     return checks.integer(batch_size, "batch_size")
 
 
+def kernels_and_biases(weights: Sequence, layout: tuple[bool, ...]) -> tuple[list, list]:
+    """Split a flat weight list (``trainable_weights`` order) into per-layer kernels and
+    biases, ``None`` for a layer without bias (see ``DenseChain.layout``)."""
+    expected = len(layout) + sum(layout)
+    if len(weights) != expected:
+        raise ValueError(f"weights must hold {expected} tensors for layout {layout}, "
+                         f"got {len(weights)}")
+    kernels, biases, i = [], [], 0
+    for has_bias in layout:
+        kernels.append(weights[i])
+        biases.append(weights[i + 1] if has_bias else None)
+        i += 1 + int(has_bias)
+    return kernels, biases
+
+
 def logits(x: tf.Tensor, weights: list, layout: tuple[bool, ...],
            hidden: Callable[[tf.Tensor, int], tf.Tensor] | None = None) -> tf.Tensor:
     """The MLP's logits for weights given as a flat list (see ``DenseChain.layout``).
@@ -158,16 +173,42 @@ def logits(x: tf.Tensor, weights: list, layout: tuple[bool, ...],
     ``hidden(a, j)``, if given, transforms hidden layer ``j``'s activations (dropout while
     training, Chapter 13).
     """
-    a, i = x, 0
-    for j, has_bias in enumerate(layout):
-        z = tf.matmul(a, weights[i])
-        i += 1
-        if has_bias:
-            z += weights[i]
-            i += 1
-        if j == len(layout) - 1:
-            return z
+    return _forward(x, *kernels_and_biases(weights, layout), hidden, trace=False)[2]
+
+
+def forward_trace(x: tf.Tensor, kernels: Sequence, biases: Sequence
+                  ) -> tuple[list[tf.Tensor], list[tf.Tensor], tf.Tensor]:
+    """The forward pass with what backpropagation needs (chapter "Second derivatives in practice").
+
+    Returns the input of every Dense layer (``x`` first), the 0/1 ReLU mask
+    ``z > 0`` of every hidden layer in the pre-activations' dtype, and the
+    logits, all tensors. ``biases[j]`` may be ``None`` for a layer without bias.
+    Works on float32 or float64 tensors (or numpy arrays), eagerly or inside
+    ``tf.function``.
+    """
+    for name, seq in (("kernels", kernels), ("biases", biases)):
+        if isinstance(seq, (str, bytes)) or not isinstance(seq, Sequence):
+            raise TypeError(f"{name} must be a list with one tensor per Dense layer")
+    if len(kernels) == 0 or len(kernels) != len(biases):
+        raise ValueError(f"kernels and biases must be non-empty and of equal length, got "
+                         f"{len(kernels)} and {len(biases)}")
+    return _forward(tf.convert_to_tensor(x), kernels, biases, None, trace=True)
+
+
+def _forward(x, kernels, biases, hidden, trace: bool):
+    """The one MLP forward pass: ReLU hidden layers, linear logits; inputs and masks if ``trace``."""
+    inputs, masks, a = [], [], x
+    last = len(kernels) - 1
+    for j, (kernel, bias) in enumerate(zip(kernels, biases)):
+        if trace:
+            inputs.append(a)
+        z = tf.matmul(a, kernel)
+        if bias is not None:
+            z += bias
+        if j == last:
+            return inputs, masks, z
+        if trace:
+            masks.append(tf.cast(z > 0, z.dtype))
         a = tf.nn.relu(z)
         if hidden is not None:
             a = hidden(a, j)
-    return a

@@ -172,11 +172,10 @@ def gauss_newton_matrix(model: keras.Model, x: np.ndarray, y: np.ndarray,
     if n_params > 5000:
         raise ValueError(f"model has {n_params} parameters; gauss_newton_matrix is for models of "
                          "at most 5000")
-    weights = [w.astype(np.float64) for w in chain.weights()]
+    kernels, biases = _layers64(chain)
     total = np.zeros((n_params, n_params))
     for start in range(0, len(x), batch_size):
-        rows = _gauss_newton_rows(x[start:start + batch_size].astype(np.float64), weights,
-                                  chain.layout)
+        rows = _gauss_newton_rows(x[start:start + batch_size].astype(np.float64), kernels, biases)
         total += rows.T @ rows
     return total / len(x)
 
@@ -208,17 +207,10 @@ def layer_inputs(model: keras.Model, x: np.ndarray) -> list[np.ndarray]:
     """The input of every Dense layer of the (unpruned) model, float64, with a ones column if it has a bias."""
     chain = network.dense_chain(model)
     x = network.check_x(x, chain.input_width)
-    weights = [w.astype(np.float64) for w in chain.weights()]
-    a, i, out = x.astype(np.float64), 0, []
-    for j, has_bias in enumerate(chain.layout):
-        out.append(np.hstack([a, np.ones((len(a), 1))]) if has_bias else a)
-        z = a @ weights[i]
-        i += 1
-        if has_bias:
-            z = z + weights[i]
-            i += 1
-        a = np.maximum(z, 0.0) if j < len(chain.layout) - 1 else z
-    return out
+    inputs = network.forward_trace(x.astype(np.float64), *_layers64(chain))[0]
+    inputs = [a.numpy() for a in inputs]
+    return [np.hstack([a, np.ones((len(a), 1))]) if has_bias else a
+            for a, has_bias in zip(inputs, chain.layout)]
 
 
 def layer_second_moments(model: keras.Model, x: np.ndarray) -> list[np.ndarray]:
@@ -402,47 +394,35 @@ def _lowest(values: np.ndarray, k: int) -> np.ndarray:
     return ordered[:k]
 
 
-def _gauss_newton_rows(x: np.ndarray, weights: list[np.ndarray], layout) -> np.ndarray:
+def _layers64(chain: network.DenseChain) -> tuple[list[np.ndarray], list[np.ndarray | None]]:
+    """The chain's kernels and biases (``None`` where a layer has none), in float64."""
+    return network.kernels_and_biases([w.astype(np.float64) for w in chain.weights()],
+                                      chain.layout)
+
+
+def _gauss_newton_rows(x: np.ndarray, kernels: list[np.ndarray],
+                       biases: list[np.ndarray | None]) -> np.ndarray:
     """Rows ``B[:, c]^T J_i`` for every sample ``i`` and class ``c``: shape (n * classes, params)."""
-    inputs, masks, a, i = [], [], x, 0
-    for j, has_bias in enumerate(layout):
-        inputs.append(a)
-        z = a @ weights[i]
-        i += 1
-        if has_bias:
-            z = z + weights[i]
-            i += 1
-        if j < len(layout) - 1:
-            masks.append((z > 0).astype(np.float64))
-            a = z * masks[-1]
-        else:
-            a = z
-    logits = a - a.max(axis=1, keepdims=True)
+    inputs, masks, logits = network.forward_trace(x, kernels, biases)
+    inputs, masks = [a.numpy() for a in inputs], [m.numpy() for m in masks]
+    logits = logits.numpy()
+    logits = logits - logits.max(axis=1, keepdims=True)
     p = np.exp(logits)
     p /= p.sum(axis=1, keepdims=True)
     n, classes = p.shape
     # delta[i, c, k] = sqrt(p_c) (1[k == c] - p_k): the backpropagated column c of B.
     delta = np.sqrt(p)[:, :, None] * (np.eye(classes)[None] - p[:, None, :])
     deltas = [delta]
-    kernels = [weights[k] for k in _kernel_positions(layout)]
     for w, mask in zip(reversed(kernels[1:]), reversed(masks)):
         delta = (delta @ w.T) * mask[:, None, :]
         deltas.append(delta)
     deltas = deltas[::-1]
     parts = []
-    for a_in, d, has_bias in zip(inputs, deltas, layout):
+    for a_in, d, bias in zip(inputs, deltas, biases):
         parts.append(np.einsum("ij,ick->icjk", a_in, d).reshape(n * classes, -1))
-        if has_bias:
+        if bias is not None:
             parts.append(d.reshape(n * classes, -1))
     return np.hstack(parts)
-
-
-def _kernel_positions(layout) -> list[int]:
-    positions, i = [], 0
-    for has_bias in layout:
-        positions.append(i)
-        i += 2 if has_bias else 1
-    return positions
 
 
 def _layer_groups(layout: Sequence[bool], n_tensors: int) -> list[list[int]]:

@@ -233,8 +233,8 @@ def single_deletions(model: keras.Model, x: np.ndarray, y: np.ndarray, index: Se
         else:
             rows[sel], cols[sel] = np.unravel_index(offset[sel], shape)
 
-    augmented = _augmented(weights, chain.layout)
-    per_layer = [np.flatnonzero(layer == ell) for ell in range(len(augmented))]
+    kernels, biases = _layers64(weights, chain.layout)
+    per_layer = [np.flatnonzero(layer == ell) for ell in range(len(kernels))]
     rows_t = tuple(tf.constant(rows[sel], tf.int64) for sel in per_layer)
     cols_t = tuple(tf.constant(cols[sel], tf.int32) for sel in per_layer)
     values_t = tuple(tf.constant(u[index[sel]], tf.float64) for sel in per_layer)
@@ -242,8 +242,8 @@ def single_deletions(model: keras.Model, x: np.ndarray, y: np.ndarray, index: Se
     for start in range(0, len(x), batch_size):
         xb = tf.constant(x[start:start + batch_size])
         yb = tf.constant(y[start:start + batch_size])
-        inputs, pre = _cached_forward(xb, augmented)
-        changes = _single_deletion_sums(tuple(inputs), tuple(pre), yb, tuple(augmented),
+        inputs, pre = _inputs_and_pre_activations(xb, kernels, biases)
+        changes = _single_deletion_sums(tuple(inputs), tuple(pre), yb, kernels, biases,
                                         rows_t, cols_t, values_t)
         for sel, change in zip(per_layer, changes):
             sums[sel] += change.numpy()
@@ -266,18 +266,16 @@ def dormant(model: keras.Model, x: np.ndarray) -> list[np.ndarray]:
     """
     chain = network.dense_chain(model)
     x = network.check_x(x, chain.input_width)
-    weights = chain.weights()
-    augmented = _augmented(weights, chain.layout)
-    inputs, pre = _cached_forward(tf.constant(x), augmented)
+    kernels, biases = _layers64(chain.weights(), chain.layout)
+    inputs, masks, logits = network.forward_trace(tf.constant(x, tf.float64), kernels, biases)
     out = []
-    n_layers = len(chain.layout)
     for ell, has_bias in enumerate(chain.layout):
         # 0/1 indicators; float32 counts are exact up to 2**24 samples.
-        source = (inputs[ell].numpy()[:, :-1] != 0).astype(np.float32)
-        if ell < n_layers - 1:
-            on = (pre[ell].numpy() > 0).astype(np.float32)
+        source = (inputs[ell].numpy() != 0).astype(np.float32)
+        if ell < len(masks):
+            on = masks[ell].numpy().astype(np.float32)
         else:
-            on = np.ones(pre[ell].shape, np.float32)  # logits are never switched off
+            on = np.ones(logits.shape, np.float32)  # logits are never switched off
         together = source.T @ on  # samples on which input i and unit j are both active
         out.append(together == 0)
         if has_bias:
@@ -323,16 +321,11 @@ def _tensor_roles(layout: tuple[bool, ...]) -> tuple[np.ndarray, np.ndarray]:
     return np.array(layer), np.array(is_bias)
 
 
-def _augmented(weights: list[np.ndarray], layout: tuple[bool, ...]) -> list[tf.Tensor]:
-    """Each layer as one float64 matrix [W; b] (a zero bias row if the layer has none)."""
-    out, i = [], 0
-    for has_bias in layout:
-        kernel = weights[i]
-        i += 1
-        bias = weights[i] if has_bias else np.zeros(kernel.shape[1])
-        i += int(has_bias)
-        out.append(tf.constant(np.vstack([kernel, bias[None, :]]), tf.float64))
-    return out
+def _layers64(weights: list[np.ndarray], layout: tuple[bool, ...]) -> tuple[tuple, tuple]:
+    """Per layer: the kernel and the bias (``None`` if it has none) as float64 constants."""
+    kernels, biases = network.kernels_and_biases(
+        [tf.constant(w, tf.float64) for w in weights], layout)
+    return tuple(kernels), tuple(biases)
 
 
 def _is_weight_list(arrays: object) -> bool:
@@ -344,12 +337,13 @@ def _along(chain: network.DenseChain, weights: list[np.ndarray], x: np.ndarray, 
     """Per perturbation: means of dl/dt and d2l/dt2 at t = 0 and of l(u + du) - l(u)."""
     w64 = tuple(tf.constant(w, tf.float64) for w in weights)
     d64 = [tuple(tf.constant(d, tf.float64) for d in delta) for delta in deltas]
-    first_bias = w64[1] if chain.layout[0] else tf.zeros(w64[0].shape[1], tf.float64)
+    kernels, biases = network.kernels_and_biases(w64, chain.layout)
     sums = np.zeros((len(deltas), 3))
     for start in range(0, len(x), batch_size):
-        xb = tf.cast(tf.constant(x[start:start + batch_size]), tf.float64)
+        xb = tf.constant(x[start:start + batch_size], tf.float64)
         yb = tf.constant(y[start:start + batch_size])
-        z1 = tf.matmul(xb, w64[0]) + first_bias
+        # The first layer's pre-activation: the logits of that layer alone.
+        z1 = network.forward_trace(xb, kernels[:1], biases[:1])[2]
         for j, delta in enumerate(d64):
             sums[j] += np.array([float(v) for v in _jet(xb, yb, z1, w64, delta, chain.layout)])
     return [tuple(float(v) for v in row / len(x)) for row in sums]
@@ -365,28 +359,17 @@ def _cross_entropy(logits: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
 
 
 @tf.function(reduce_retracing=True)
-def _cached_forward(x, augmented):
-    """Each layer's augmented input [a, 1] and its pre-activation, in float64."""
-    a = tf.cast(x, tf.float64)
-    inputs, pre = [], []
-    for ell, w in enumerate(augmented):
-        a1 = _with_ones(a)
-        z = tf.matmul(a1, w)
-        inputs.append(a1)
-        pre.append(z)
-        a = tf.nn.relu(z)
-    return inputs, pre
-
-
-def _forward_from(z, above):
-    """Logits, given the pre-activation of a hidden layer and the layers above it."""
-    for w in above:
-        z = tf.matmul(_with_ones(tf.nn.relu(z)), w)
-    return z
+def _inputs_and_pre_activations(x, kernels, biases):
+    """Each layer's input and its pre-activation (the last are the logits), in float64."""
+    inputs, _, logits = network.forward_trace(tf.cast(x, tf.float64), kernels, biases)
+    # A hidden layer's pre-activation is the logits of that layer alone, applied to its input.
+    pre = [network.forward_trace(a, [k], [b])[2]
+           for a, k, b in zip(inputs[:-1], kernels[:-1], biases[:-1])]
+    return inputs, pre + [logits]
 
 
 @tf.function(reduce_retracing=True)
-def _single_deletion_sums(inputs, pre, y, augmented, rows, cols, values):
+def _single_deletion_sums(inputs, pre, y, kernels, biases, rows, cols, values):
     """Per layer: the sum over the batch of the loss change of each single deletion in it.
 
     ``rows``, ``cols`` and ``values`` hold one (possibly empty) vector per
@@ -395,19 +378,20 @@ def _single_deletion_sums(inputs, pre, y, augmented, rows, cols, values):
     """
     base = _cross_entropy(pre[-1], y)
     out = []
-    for ell in range(len(augmented)):
-        above = augmented[ell + 1:]
+    for ell in range(len(kernels)):
         n_out = tf.shape(pre[ell])[1]
+        augmented_input = _with_ones(inputs[ell])  # a bias is the weight of a constant 1 input
 
-        def one(args, ell=ell, above=above, n_out=n_out):
+        def one(args, ell=ell, n_out=n_out, augmented_input=augmented_input):
             row, col, value = args
-            source = tf.gather(inputs[ell], row, axis=1)
+            source = tf.gather(augmented_input, row, axis=1)
             # Only samples whose input to this weight is non-zero feel its deletion.
             touched = tf.where(source != 0)[:, 0]
             shift = -tf.gather(source, touched) * value
             z = tf.gather(pre[ell], touched) \
                 + shift[:, None] * tf.one_hot(col, n_out, dtype=tf.float64)[None, :]
-            logits = _forward_from(z, above) if above else z
+            logits = z if ell == len(kernels) - 1 else network.forward_trace(
+                tf.nn.relu(z), kernels[ell + 1:], biases[ell + 1:])[2]
             return tf.reduce_sum(_cross_entropy(logits, tf.gather(y, touched))
                                  - tf.gather(base, touched))
 
@@ -424,6 +408,7 @@ def _jet(x, y, z1, weights, deltas, layout):
     not move with t, so that layer has ``z' = x dW + db``, ``z'' = 0`` and its
     perturbed pre-activation is exactly ``z + z'``.
     """
+    # Not a plain forward pass: it carries z', z'' and the perturbed z through each layer.
     n_layers = len(layout)
     i = 0
     a = a_dot = a_ddot = a_new = None

@@ -140,18 +140,17 @@ def test_taylor_terms_against_the_brute_force_hessian():
     e0 = metrics.mean_loss(model, x, y)
     for i, masks in enumerate(deletion_sets):
         du = hessian.flatten([-w * (1 - m) for w, m in zip(weights, masks)]).astype(np.float64)
-        assert terms.gradient[i] == pytest.approx(g @ du, rel=1e-4, abs=1e-7)
-        assert terms.diagonal[i] == pytest.approx(np.sum(np.diag(H) * du ** 2), rel=1e-4)
-        assert terms.full[i] == pytest.approx(du @ H @ du, rel=1e-4, abs=1e-7)
+        assert terms.first_order[i] == pytest.approx(g @ du, rel=1e-4, abs=1e-7)
+        # "diagonal" is the sum of the OBD saliencies h u^2 / 2 of the deleted parameters.
+        assert terms.diagonal[i] == pytest.approx(0.5 * np.sum(np.diag(H) * du ** 2), rel=1e-4)
+        assert terms.quadratic[i] == pytest.approx(0.5 * du @ H @ du, rel=1e-4, abs=1e-7)
         with pruning.pruned(model, masks):
-            assert terms.actual[i] == pytest.approx(metrics.mean_loss(model, x, y) - e0, abs=1e-9)
-    assert terms.off_diagonal[-1] == pytest.approx(0.0, abs=1e-6 * abs(terms.diagonal[-1]))
-    assert np.allclose(terms.obd_prediction, terms.diagonal / 2)
-    assert np.allclose(terms.quadratic_prediction, terms.gradient + terms.full / 2)
-    assert np.allclose(terms.off_diagonal_share, (terms.full - terms.diagonal) / terms.full)
-    empty = observations.TaylorTerms(np.zeros(2), np.zeros(2), np.array([0.0, 2.0]), np.zeros(2))
-    with np.errstate(all="raise"):
-        assert np.isnan(empty.off_diagonal_share[0]) and empty.off_diagonal_share[1] == 1.0
+            assert terms.actual[i] == pytest.approx(metrics.mean_loss(model, x, y) - e0, abs=1e-6)
+    assert terms.cross[-1] == pytest.approx(0.0, abs=1e-6 * abs(terms.diagonal[-1]))
+    assert abs(terms.cross[0]) > 1e-3 * abs(terms.diagonal[0])  # a real set has cross terms
+    assert np.allclose(terms.quadratic, terms.diagonal + terms.cross)
+    assert np.allclose(terms.second_order, terms.first_order + terms.quadratic)
+    assert np.allclose(terms.remainder, terms.actual - terms.second_order)
     assert all(np.array_equal(a, b) for a, b in zip(weights, model.get_weights()))
 
 

@@ -9,7 +9,7 @@ One module for the four chapters of Part III:
   :func:`transplant_allocation` (the per-tensor counts of one global ranking
   with the within-tensor order of another);
 - "Dropout and the diagonal" (11): :func:`taylor_terms`, the terms of the
-  second-order expansion of the loss for given deletion sets;
+  second-order expansion of the loss for given deletion sets (``taylor.expand_many``);
 - "Dropout under heavy pruning" (12): :func:`crossing`, where one accuracy
   curve with a band over seeds overtakes another for good;
 - chapters 10 and 12: :func:`as_ran_obd_sweep`, the post's OBD loop as it
@@ -22,12 +22,12 @@ Every function validates its arguments before any work and raises
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import keras
 import numpy as np
 
-from helpers import cache, data, hessian, metrics, network, pruning, training
+from helpers import cache, data, hessian, network, pruning, taylor, training
 from helpers.post import as_ran, networks
 
 
@@ -125,17 +125,12 @@ def pre_activations(model: keras.Model, x: np.ndarray,
     """
     chain = network.dense_chain(model)
     x = network.check_x(x, chain.input_width)
-    weights = _masked_weights(chain, masks)
-    out, a, i = [], x.astype(np.float64), 0
-    for j, has_bias in enumerate(chain.layout):
-        z = a @ weights[i].astype(np.float64)
-        i += 1
-        if has_bias:
-            z = z + weights[i].astype(np.float64)
-            i += 1
-        out.append(z)
-        a = np.maximum(z, 0.0)
-    return out
+    kernels, biases = _masked_layers(chain, masks)
+    inputs, _, logits = network.forward_trace(x.astype(np.float64), kernels, biases)
+    # A hidden layer's pre-activation is the logits of that layer alone, applied to its input.
+    hidden = [network.forward_trace(a, [k], [b])[2]
+              for a, k, b in zip(inputs[:-1], kernels[:-1], biases[:-1])]
+    return [z.numpy() for z in hidden + [logits]]
 
 
 def layer_activity(model: keras.Model, x: np.ndarray, y: np.ndarray,
@@ -143,13 +138,14 @@ def layer_activity(model: keras.Model, x: np.ndarray, y: np.ndarray,
     """Activation statistics of every hidden layer and the logits on ``x`` (chapter 09)."""
     chain = network.dense_chain(model)
     x, y = network.check_xy(x, y, chain.input_width, chain.n_classes)
-    zs = pre_activations(model, x, masks)
-    hidden, logits = zs[:-1], zs[-1]
-    on = [z > 0 for z in hidden]
+    inputs, masks, logits = network.forward_trace(x.astype(np.float64),
+                                                  *_masked_layers(chain, masks))
+    on = [m.numpy() > 0 for m in masks]
+    logits = logits.numpy()
     predicted = np.argmax(logits, axis=1)
     counts = np.bincount(predicted, minlength=chain.n_classes)
     return LayerActivity(
-        mean_activation=np.array([np.maximum(z, 0).mean() for z in hidden]),
+        mean_activation=np.array([a.numpy().mean() for a in inputs[1:]]),
         active_fraction=np.array([o.mean() for o in on]),
         dead_units=np.array([int(np.sum(~o.any(axis=0))) for o in on]),
         always_on_units=np.array([int(np.sum(o.all(axis=0))) for o in on]),
@@ -164,56 +160,37 @@ def layer_activity(model: keras.Model, x: np.ndarray, y: np.ndarray,
 
 @dataclass(frozen=True)
 class TaylorTerms:
-    """The terms of the second-order expansion for deleting parameter sets (chapter 11).
+    """The terms of ``taylor.Expansion`` for several deletion sets, as arrays (chapter 11).
 
     One entry per deletion set, with ``du = -u`` on the deleted parameters and
-    0 elsewhere, and ``E`` the mean cross-entropy on the given images:
-
-    - ``gradient``: ``g . du``;
-    - ``diagonal``: ``sum_k h_kk du_k^2``, the part OBD keeps;
-    - ``full``: ``du^T H du``, the whole quadratic form;
-    - ``actual``: ``E(u + du) - E(u)``, measured.
-
-    Derived: ``off_diagonal = full - diagonal``; ``off_diagonal_share =
-    off_diagonal / full`` (NaN where ``full`` is 0); ``obd_prediction = diagonal / 2``;
-    ``quadratic_prediction = gradient + full / 2``.
+    0 elsewhere, and ``E`` the mean cross-entropy on the given images. The
+    names and meanings are those of ``taylor.Expansion``: ``first_order`` is
+    ``g.du``; ``diagonal`` is ``1/2 sum_k h_kk du_k^2``, the sum of the OBD
+    saliencies ``s_k = h_kk u_k^2 / 2`` of the deleted parameters (chapter 11's
+    ``D / 2``); ``cross`` is ``1/2 sum_{j != k} h_jk du_j du_k``; ``quadratic``
+    is ``1/2 du^T H du`` (chapter 11's ``Q / 2``, so ``quadratic / diagonal``
+    is its ``Q / D``); ``second_order``, ``remainder`` and ``actual`` as there.
     """
 
-    gradient: np.ndarray
+    first_order: np.ndarray
     diagonal: np.ndarray
-    full: np.ndarray
+    cross: np.ndarray
+    remainder: np.ndarray
+    quadratic: np.ndarray
+    second_order: np.ndarray
     actual: np.ndarray
-
-    @property
-    def off_diagonal(self) -> np.ndarray:
-        return self.full - self.diagonal
-
-    @property
-    def off_diagonal_share(self) -> np.ndarray:
-        """``(full - diagonal) / full``; NaN where ``full`` is 0 (nothing to share)."""
-        out = np.full(self.full.shape, np.nan)
-        np.divide(self.off_diagonal, self.full, out=out, where=self.full != 0)
-        return out
-
-    @property
-    def obd_prediction(self) -> np.ndarray:
-        return self.diagonal / 2.0
-
-    @property
-    def quadratic_prediction(self) -> np.ndarray:
-        return self.gradient + self.full / 2.0
 
 
 def taylor_terms(model: keras.Model, x: np.ndarray, y: np.ndarray,
                  deletion_masks: Sequence[Sequence[np.ndarray]],
                  batch_size: int = 2048) -> TaylorTerms:
-    """Gradient, diagonal and full quadratic terms and the measured loss change (chapter 11).
+    """The Taylor terms of deleting each set, ``taylor.expand_many`` (chapter 11).
 
     ``deletion_masks``: one list of 0/1 masks per deletion set (0 = deleted),
     aligned with ``model.trainable_weights``, e.g. from
-    ``pruning.prune_masks``. The gradient and the exact Hessian diagonal are
-    computed once on ``(x, y)``; ``du^T H du`` by one Hessian-vector product
-    per set. The model's weights are unchanged afterwards.
+    ``pruning.prune_masks``. The exact Hessian diagonal is computed once on
+    ``(x, y)``; every other term exactly, in float64. The model's weights are
+    unchanged.
     """
     chain = network.dense_chain(model)
     x, y = network.check_xy(x, y, chain.input_width, chain.n_classes)
@@ -223,23 +200,12 @@ def taylor_terms(model: keras.Model, x: np.ndarray, y: np.ndarray,
             not isinstance(deletion_masks, Sequence) or len(deletion_masks) == 0:
         raise TypeError("deletion_masks must be a non-empty list of mask lists (one per deletion set)")
     checked = [pruning.check_masks(m, weights, f"deletion_masks[{i}]") for i, m in enumerate(deletion_masks)]
-
-    g = hessian.flatten(hessian.gradient(model, x, y, batch_size=batch_size)).astype(np.float64)
-    h = hessian.flatten(hessian.hessian_diagonal(model, x, y, "exact", batch_size)).astype(np.float64)
-    e0 = metrics.mean_loss(model, x, y)
-    u = hessian.flatten(weights).astype(np.float64)
-    grad, diag, full, actual = [], [], [], []
-    for masks in checked:
-        du_parts = [-w * (1.0 - m) for w, m in zip(weights, masks)]
-        du = hessian.flatten(du_parts).astype(np.float64)
-        hv = hessian.flatten(hessian.hessian_vector_product(model, x, y, du_parts, batch_size))
-        grad.append(float(g @ du))
-        diag.append(float(np.sum(h * du ** 2)))
-        full.append(float(du @ hv.astype(np.float64)))
-        with pruning.pruned(model, masks):
-            actual.append(metrics.mean_loss(model, x, y) - e0)
-    assert u.shape == g.shape  # aligned flattening
-    return TaylorTerms(np.array(grad), np.array(diag), np.array(full), np.array(actual))
+    diagonal = hessian.hessian_diagonal(model, x, y, "exact", batch_size)
+    expansions = taylor.expand_many(model, x, y, [taylor.deletion(model, m) for m in checked],
+                                    diagonal=diagonal, batch_size=batch_size)
+    rows = [e.as_dict() for e in expansions]
+    return TaylorTerms(**{f.name: np.array([r[f.name] for r in rows])
+                          for f in fields(TaylorTerms)})
 
 
 # --------------------------------------------------------------------------- crossings
@@ -366,13 +332,14 @@ def as_ran_obd_sweep(variant: str, fractions: Sequence[float], scope: str = "glo
 
 # --------------------------------------------------------------------------- internals
 
-def _masked_weights(chain: network.DenseChain,
-                    masks: Sequence[np.ndarray] | None) -> list[np.ndarray]:
+def _masked_layers(chain: network.DenseChain, masks: Sequence[np.ndarray] | None
+                   ) -> tuple[list[np.ndarray], list[np.ndarray | None]]:
+    """Kernels and biases (``None`` where a layer has none) times ``masks``, in float64."""
     weights = chain.weights()
-    if masks is None:
-        return weights
-    masks = pruning.check_masks(masks, weights, "masks")
-    return [w * m for w, m in zip(weights, masks)]
+    if masks is not None:
+        masks = pruning.check_masks(masks, weights, "masks")
+        weights = [w * m for w, m in zip(weights, masks)]
+    return network.kernels_and_biases([w.astype(np.float64) for w in weights], chain.layout)
 
 
 def _check_curves(acc: object, n: int, name: str) -> np.ndarray:
