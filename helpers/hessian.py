@@ -187,22 +187,6 @@ def _step_and_add(step):
     return run
 
 
-def _forward(x, kernels, biases):
-    """Inputs of every layer and ReLU masks of every hidden layer, and the logits."""
-    inputs, masks = [], []
-    a = x
-    for i, (w, b) in enumerate(zip(kernels, biases)):
-        inputs.append(a)
-        z = tf.matmul(a, w) + b
-        if i < len(kernels) - 1:
-            mask = tf.cast(z > 0, z.dtype)
-            masks.append(mask)
-            a = z * mask
-        else:
-            a = z
-    return inputs, masks, a
-
-
 def _outer_sums(inputs, deltas_sq):
     """Per layer: sum over samples of a_j^2 * d_k (kernel) and of d_k (bias)."""
     return [(tf.matmul(tf.square(a), d, transpose_a=True), tf.reduce_sum(d, axis=0))
@@ -211,7 +195,7 @@ def _outer_sums(inputs, deltas_sq):
 
 @tf.function(reduce_retracing=True)
 def _exact_batch(x, y, kernels, biases):
-    inputs, masks, logits = _forward(x, kernels, biases)
+    inputs, masks, logits = network.forward_trace(x, kernels, biases)
     p = tf.nn.softmax(logits)
     sqrt_p = tf.sqrt(p)
     n_classes = tf.shape(p)[1]
@@ -229,7 +213,7 @@ def _exact_batch(x, y, kernels, biases):
 
 @tf.function(reduce_retracing=True)
 def _lecun_batch(x, y, kernels, biases):
-    inputs, masks, logits = _forward(x, kernels, biases)
+    inputs, masks, logits = network.forward_trace(x, kernels, biases)
     p = tf.nn.softmax(logits)
     h = p * (1.0 - p)  # the diagonal of the softmax cross-entropy's output Hessian
     hs = [h]
@@ -241,7 +225,7 @@ def _lecun_batch(x, y, kernels, biases):
 
 @tf.function(reduce_retracing=True)
 def _fisher_batch(x, y, kernels, biases):
-    inputs, masks, logits = _forward(x, kernels, biases)
+    inputs, masks, logits = network.forward_trace(x, kernels, biases)
     delta = tf.nn.softmax(logits) - tf.one_hot(y, tf.shape(logits)[1])
     deltas_sq = [tf.square(delta)]
     for w, mask in zip(reversed(kernels[1:]), reversed(masks)):

@@ -627,7 +627,3 @@ def _check_packing(packing: object) -> str:
     if not isinstance(packing, str) or packing not in PACKINGS:
         raise ValueError(f"packing must be one of {PACKINGS}, got {packing!r}")
     return packing
-
-
-#: observations.py still calls ``as_ran._check_seeds``; the one check is ``checks.seeds``.
-_check_seeds = checks.seeds

@@ -27,7 +27,7 @@ from dataclasses import dataclass, fields
 import keras
 import numpy as np
 
-from helpers import cache, data, hessian, network, pruning, taylor, training
+from helpers import cache, checks, data, hessian, network, pruning, taylor, training
 from helpers.post import as_ran, networks
 
 
@@ -307,7 +307,7 @@ def as_ran_obd_sweep(variant: str, fractions: Sequence[float], scope: str = "glo
         raise ValueError(f"variant must be one of {tuple(networks.VARIANTS)}, got {variant!r}")
     scope = pruning.check_scope(scope)
     fractions = pruning.check_fractions(fractions)
-    seeds = as_ran._check_seeds(seeds)
+    seeds = checks.seeds(seeds)
     run = _PUBLISHED_OBD_RUNS.get((variant, scope))
     if run is not None:
         return as_ran.as_ran_sweep(run, fractions, seeds)
