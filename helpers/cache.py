@@ -22,22 +22,25 @@ concurrent processes build a missing entry only once.
 from __future__ import annotations
 
 import ast
+import concurrent.futures
 import functools
 import hashlib
 import json
 import math
+import multiprocessing
 import os
 import re
 import secrets
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from filelock import FileLock
 
-__all__ = ["CacheWarning", "cache_dir", "clear_cache", "code_version", "dependencies", "fetch"]
+__all__ = ["CacheWarning", "build_side_by_side", "cache_dir", "clear_cache", "code_version", "dependencies",
+           "fetch"]
 
 _ENV_VAR = "OBD_CACHE_DIR"
 _META_KEY = "__cache_meta__"
@@ -220,6 +223,41 @@ def fetch(
         arrays = _checked_result(build())
         _write_entry(path, arrays, identity)
         return arrays
+
+
+def build_side_by_side(function: Callable[..., object], jobs: Sequence[tuple], *,
+                       processes: int | None = None) -> None:
+    """Call ``function(*job)`` for every job, each in a process of its own, ``processes`` at a time.
+
+    Chapter "Training the two networks". For functions that :func:`fetch` their
+    result: the children fill the cache and the caller's own calls afterwards read
+    it, so pass only the jobs whose entries are missing. One training run keeps
+    about one core busy, so the default is one process per CPU core. With fewer
+    than two jobs, or one process, nothing is started: the caller builds as usual.
+    ``function`` must be importable by name (a module-level function).
+    """
+    if not callable(function):
+        raise TypeError(f"function must be callable, got {type(function).__name__}")
+    if isinstance(jobs, (str, bytes)) or not isinstance(jobs, Sequence):
+        raise TypeError(f"jobs must be a sequence of argument tuples, got {jobs!r}")
+    for i, job in enumerate(jobs):
+        if not isinstance(job, tuple):
+            raise TypeError(f"jobs[{i}] must be a tuple of arguments, got {job!r}")
+    if processes is None:
+        processes = os.cpu_count() or 1
+    if isinstance(processes, bool) or not isinstance(processes, int) or processes < 1:
+        raise ValueError(f"processes must be a positive int, got {processes!r}")
+    if len(jobs) < 2 or processes == 1:
+        return
+    spawn = multiprocessing.get_context("spawn")  # TensorFlow does not survive a fork
+    with concurrent.futures.ProcessPoolExecutor(min(processes, len(jobs)), mp_context=spawn) as pool:
+        for done in [pool.submit(_call, function, job) for job in jobs]:
+            done.result()  # re-raises a child's error here
+
+
+def _call(function: Callable[..., object], job: tuple) -> None:
+    """Worker of :func:`build_side_by_side`; the result stays in the cache, not in the pipe."""
+    function(*job)
 
 
 def clear_cache(kind: str | None = None) -> int:

@@ -363,3 +363,35 @@ def test_bad_build_result(result) -> None:
     with pytest.raises(TypeError, match="build"):
         fetch("model", {}, lambda: result, version="1")
     assert _leftovers("model") == []
+
+
+def _record_pid(name: str) -> None:
+    """Cache the id of the process that built the entry (a worker of build_side_by_side)."""
+    fetch("side_by_side", {"name": name}, lambda: {"pid": np.array(os.getpid())}, version="v1")
+
+
+def _refuse() -> dict:
+    raise AssertionError("the entry should have been built by a child process")
+
+
+def test_build_side_by_side_fills_the_cache_from_other_processes() -> None:
+    cache.build_side_by_side(_record_pid, [("a",), ("b",), ("c",)], processes=2)
+    pids = {n: int(fetch("side_by_side", {"name": n}, _refuse, version="v1")["pid"]) for n in "abc"}
+    assert os.getpid() not in pids.values()  # every entry came from a worker process
+
+
+def test_build_side_by_side_starts_nothing_for_one_job_or_one_process() -> None:
+    cache.build_side_by_side(_record_pid, [("a",)])
+    cache.build_side_by_side(_record_pid, [("b",), ("c",)], processes=1)
+    assert not any(cache.has("side_by_side", {"name": n}, version="v1") for n in "abc")
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    (dict(function=1, jobs=[]), TypeError, "function"),
+    (dict(function=_record_pid, jobs="ab"), TypeError, "jobs"),
+    (dict(function=_record_pid, jobs=["a", "b"]), TypeError, r"jobs\[0\]"),
+    (dict(function=_record_pid, jobs=[], processes=0), ValueError, "processes"),
+])
+def test_build_side_by_side_argument_checks(kwargs, error, match) -> None:
+    with pytest.raises(error, match=match):
+        cache.build_side_by_side(**kwargs)
