@@ -291,7 +291,8 @@ def _train_arrays(config: CnnConfig) -> dict[str, np.ndarray]:
     optimizer.build(model.trainable_variables)
     indices = training.batch_indices(len(x_train), config.batch_size, config.steps, "shuffle",
                                      config.seed)
-    run = _make_runner(model, optimizer, tf.constant(x_train), tf.constant(y_train, tf.int32))
+    run = training.chunk_runner(training.mean_cross_entropy(model), model.trainable_variables,
+                                optimizer, tf.constant(x_train), tf.constant(y_train, tf.int32))
     net = conv_hessian.conv_net(model)
     x_test_t, y_test_t = tf.constant(x_test), tf.constant(y_test.astype(np.int32))
     done, steps, losses, accs = 0, [], [], []
@@ -308,25 +309,6 @@ def _train_arrays(config: CnnConfig) -> dict[str, np.ndarray]:
     arrays["history_train_loss"] = np.asarray(losses, np.float64)
     arrays["history_test_accuracy"] = np.asarray(accs, np.float64)
     return arrays
-
-
-def _make_runner(model, optimizer, x_all, y_all):
-    """One compiled loop over a chunk of Adam steps on the mean cross-entropy."""
-    variables = model.trainable_variables
-
-    @tf.function(reduce_retracing=True)
-    def run(idx):
-        total = tf.constant(0.0, tf.float32)
-        for i in tf.range(tf.shape(idx)[0]):
-            xb, yb = tf.gather(x_all, idx[i]), tf.gather(y_all, idx[i])
-            with tf.GradientTape() as tape:
-                loss = tf.reduce_mean(
-                    tf.nn.sparse_softmax_cross_entropy_with_logits(yb, model(xb, training=True)))
-            optimizer.apply(tape.gradient(loss, variables), variables)
-            total += loss
-        return total
-
-    return run
 
 
 @tf.function(reduce_retracing=True)

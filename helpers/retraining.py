@@ -4,11 +4,11 @@ The full recipe of LeCun, Denker and Solla (1990) does not stop at deleting
 parameters: it trains the network again with the deleted parameters held at
 zero, recomputes the saliencies, deletes some more, and repeats.
 
-``retrain`` is the masked training loop. It runs Adam (the formula Keras 3
-uses, written out as tensors so one compiled loop serves every model of the
-same shape) inside a single graph, and keeps pruned parameters *exactly* zero
-in two ways: their gradients are masked, so Adam's moment estimates for them
-stay zero, and the weights are multiplied by the mask after every step. The
+``retrain`` is the masked training loop: Keras's Adam in the book's compiled
+loop (``training.chunk_runner``) on the network's weights as a flat list, with
+pruned parameters kept *exactly* zero in two ways: their gradients are masked,
+so Adam's moment estimates for them stay zero, and the weights are multiplied
+by the mask after every step. The
 batch order comes from ``seed`` (``training.batch_indices``), dropout (if the
 model has any) from stateless random ops seeded by ``seed`` and the step, so
 the same call gives the same weights.
@@ -76,26 +76,37 @@ def retrain(model: keras.Model, masks: Sequence[np.ndarray], x: np.ndarray, y: n
 
     # --- work starts here: nothing above changed the model -------------------------------
     indices = training.batch_indices(len(x), batch_size, steps, "shuffle", seed)
-    mask_t = tuple(tf.constant(m) for m in masks)
-    w_t = tuple(tf.constant(w * m) for w, m in zip(weights, masks))
-    m_t = tuple(tf.zeros_like(w) for w in w_t)
-    v_t = tuple(tf.zeros_like(w) for w in w_t)
-    hyper = tf.constant([learning_rate, beta_1, beta_2, epsilon], tf.float32)
-    x_all, y_all = tf.constant(x), tf.constant(y)
+    variables = [keras.Variable(w * m) for w, m in zip(weights, masks)]
+    # The betas are rounded to float32 first, so that 1 - beta is the float32 difference
+    # the loop has always used (Keras would subtract the float64 value).
+    optimizer = keras.optimizers.Adam(learning_rate=learning_rate, beta_1=float(np.float32(beta_1)),
+                                      beta_2=float(np.float32(beta_2)), epsilon=epsilon)
+    optimizer.build(variables)
+    seed_t = tf.constant(seed, tf.int64)
+
+    def loss_fn(xb, yb):
+        step = tf.convert_to_tensor(optimizer.iterations)  # steps done before this one: seeds the dropout
+        logits = network.logits(xb, variables, chain.layout,
+                                hidden=_dropout(rates, seed_t, step, len(chain.layout)))
+        per_sample = tf.nn.sparse_softmax_cross_entropy_with_logits(yb, logits)
+        summed = tf.reduce_sum(per_sample) if loss == "sum" else tf.reduce_mean(per_sample)
+        return summed, tf.reduce_sum(per_sample)
+
+    run = training.chunk_runner(loss_fn, variables, optimizer, tf.constant(x), tf.constant(y),
+                                masks=[tf.constant(m) for m in masks])
     done, log = 0, {"step": [], "train_loss": []}
     for name in evaluations:
         log[f"{name}_accuracy"] = []
     while done < steps:
         n = min(log_every, steps - done)
-        w_t, m_t, v_t, loss_sum = _run_chunk(
-            w_t, m_t, v_t, mask_t, tf.constant(indices[done:done + n]), tf.constant(done),
-            x_all, y_all, hyper, tf.constant(seed, tf.int64), chain.layout, rates, loss == "sum")
+        loss_sum = run(tf.constant(indices[done:done + n]))
         done += n
         log["step"].append(done)
         log["train_loss"].append(float(loss_sum) / (n * batch_size))
+        weights_now = tuple(tf.convert_to_tensor(v) for v in variables)
         for name, (xe, ye) in evaluations.items():
-            log[f"{name}_accuracy"].append(float(_accuracy(w_t, xe, ye, chain.layout)))
-    model.set_weights([w.numpy() for w in w_t])
+            log[f"{name}_accuracy"].append(float(_accuracy(weights_now, xe, ye, chain.layout)))
+    model.set_weights([v.numpy() for v in variables])
     return {k: np.asarray(v, np.int64 if k == "step" else np.float64) for k, v in log.items()}
 
 
@@ -265,38 +276,6 @@ def _dropout(rates: tuple[float, ...], seed, step, n_layers: int):
             return a
         return tf.nn.experimental.stateless_dropout(a, rates[j], seed=tf.stack([seed, step * n_layers + j]))
     return apply
-
-
-@tf.function(reduce_retracing=True)
-def _run_chunk(weights, m_state, v_state, masks, idx, step0, x_all, y_all, hyper, seed,
-               layout, rates, summed):
-    """``len(idx)`` masked Adam steps in one graph loop; returns the new state and the loss sum."""
-    lr, beta_1, beta_2, eps = hyper[0], hyper[1], hyper[2], hyper[3]
-    weights, m_state, v_state = list(weights), list(m_state), list(v_state)
-    total = tf.constant(0.0, tf.float32)
-    for i in tf.range(tf.shape(idx)[0]):
-        xb = tf.gather(x_all, idx[i])
-        yb = tf.gather(y_all, idx[i])
-        step = tf.cast(step0 + i, tf.int64)
-        with tf.GradientTape() as tape:
-            tape.watch(weights)
-            logits = network.logits(xb, weights, layout, hidden=_dropout(rates, seed, step, len(layout)))
-            per_sample = tf.nn.sparse_softmax_cross_entropy_with_logits(yb, logits)
-            loss = tf.reduce_sum(per_sample) if summed else tf.reduce_mean(per_sample)
-        grads = tape.gradient(loss, weights)
-        t = tf.cast(step + 1, tf.float32)
-        alpha = lr * tf.sqrt(1.0 - tf.pow(beta_2, t)) / (1.0 - tf.pow(beta_1, t))
-        new_w, new_m, new_v = [], [], []
-        for w, m, v, g, mask in zip(weights, m_state, v_state, grads, masks):
-            g = g * mask
-            m = m + (g - m) * (1.0 - beta_1)
-            v = v + (tf.square(g) - v) * (1.0 - beta_2)
-            new_w.append((w - (m * alpha) / (tf.sqrt(v) + eps)) * mask)
-            new_m.append(m)
-            new_v.append(v)
-        weights, m_state, v_state = new_w, new_m, new_v
-        total += tf.reduce_sum(per_sample)
-    return tuple(weights), tuple(m_state), tuple(v_state), total
 
 
 @tf.function(reduce_retracing=True)

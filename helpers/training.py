@@ -6,6 +6,8 @@ batch of 64, Adam with learning rate 1e-4 and epsilon 1e-8, 50,001 steps on the
 them (first epoch in file order, a fresh shuffle at every later epoch, the
 incomplete last batch of an epoch dropped). ``train_model`` returns a cached
 model when one exists for the same configuration and code (``cache.code_version``).
+``chunk_runner`` is the one compiled training loop of the book: the tiny network,
+the CNNs and the masked retraining run their steps through it too.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import dataclasses
 import multiprocessing
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import keras
@@ -210,9 +212,24 @@ def _training_data(dataset: str):
     return (x_train, y_train), (x_test, y_test)
 
 
-def _make_chunk_runner(model, optimizer, x_all, y_all, loss_kind: str):
-    """A compiled function running one chunk of steps in a single graph loop."""
-    variables = model.trainable_variables
+def chunk_runner(loss_fn: Callable[[tf.Tensor, tf.Tensor], tuple[tf.Tensor, tf.Tensor]],
+                 variables: Sequence, optimizer: keras.optimizers.Optimizer,
+                 x_all: tf.Tensor, y_all: tf.Tensor, masks: Sequence[tf.Tensor] | None = None
+                 ) -> Callable[[tf.Tensor], tf.Tensor]:
+    """A compiled loop running a chunk of optimizer steps (chapter "Training the two networks").
+
+    ``run(idx)`` takes one step per row of the int32 matrix ``idx`` (batch indices into
+    ``x_all`` and ``y_all``): ``loss_fn(xb, yb)`` returns ``(loss, logged)``, ``optimizer``
+    applies the gradient of ``loss`` with respect to ``variables``, and ``run`` returns the
+    sum of ``logged`` over the chunk. With ``masks`` (one per variable, chapter "Pruning
+    with retraining") each gradient is multiplied by its mask before the step and each
+    variable after it, so masked parameters stay exactly zero.
+    """
+    if not callable(loss_fn):
+        raise TypeError(f"loss_fn must be callable, got {loss_fn!r}")
+    variables = list(variables)
+    if masks is not None and len(masks) != len(variables):
+        raise ValueError(f"masks must hold one mask per variable ({len(variables)}), got {len(masks)}")
 
     @tf.function(jit_compile=False, reduce_retracing=True)
     def run(idx):
@@ -221,15 +238,40 @@ def _make_chunk_runner(model, optimizer, x_all, y_all, loss_kind: str):
             xb = tf.gather(x_all, idx[i])
             yb = tf.gather(y_all, idx[i])
             with tf.GradientTape() as tape:
-                logits = model(xb, training=True)
-                per_sample = tf.nn.sparse_softmax_cross_entropy_with_logits(yb, logits)
-                loss = tf.reduce_sum(per_sample) if loss_kind == "sum" else tf.reduce_mean(per_sample)
+                loss, logged = loss_fn(xb, yb)
             grads = tape.gradient(loss, variables)
-            optimizer.apply(grads, variables)
-            total += tf.reduce_sum(per_sample)
+            if masks is None:
+                optimizer.apply(grads, variables)
+            else:
+                optimizer.apply([g * m for g, m in zip(grads, masks)], variables)
+                for v, m in zip(variables, masks):
+                    v.assign(v * m)
+            total += logged
         return total
 
     return run
+
+
+def mean_cross_entropy(model: keras.Model) -> Callable[[tf.Tensor, tf.Tensor], tuple[tf.Tensor, tf.Tensor]]:
+    """A ``chunk_runner`` loss: ``model``'s cross-entropy averaged over the batch, logged as is.
+
+    The loss of chapter 1's tiny network and of chapter "A convolutional network".
+    """
+    def loss_fn(xb, yb):
+        loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(yb, model(xb, training=True)))
+        return loss, loss
+
+    return loss_fn
+
+
+def _make_chunk_runner(model, optimizer, x_all, y_all, loss_kind: str):
+    """The book's loop: ``model``'s cross-entropy summed or averaged over a batch, per-sample sum logged."""
+    def loss_fn(xb, yb):
+        per_sample = tf.nn.sparse_softmax_cross_entropy_with_logits(yb, model(xb, training=True))
+        loss = tf.reduce_sum(per_sample) if loss_kind == "sum" else tf.reduce_mean(per_sample)
+        return loss, tf.reduce_sum(per_sample)
+
+    return chunk_runner(loss_fn, model.trainable_variables, optimizer, x_all, y_all)
 
 
 def _make_evaluator(model):

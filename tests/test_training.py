@@ -5,8 +5,11 @@ import subprocess
 import sys
 import textwrap
 
+import keras
 import numpy as np
 import pytest
+import tensorflow as tf
+from conftest import small_data, small_mlp
 
 from helpers import cache, models, training
 from helpers.post import networks
@@ -149,3 +152,52 @@ def test_initial_scale_fields():
         training.TrainConfig(init_stddev=0.0)
     with pytest.raises(TypeError, match="bias_init"):
         training.TrainConfig(bias_init="0.1")
+
+
+def _runner_setup(masks=None):
+    """A small MLP, Adam and a chunk runner on the summed cross-entropy of random data."""
+    model = small_mlp()
+    x, y = small_data(n=60)
+    optimizer = keras.optimizers.Adam(learning_rate=1e-2)
+    optimizer.build(model.trainable_variables)
+
+    def loss_fn(xb, yb):
+        per_sample = tf.nn.sparse_softmax_cross_entropy_with_logits(yb, model(xb, training=True))
+        return tf.reduce_sum(per_sample), tf.reduce_mean(per_sample)
+
+    masks = None if masks is None else [tf.constant(m) for m in masks]
+    run = training.chunk_runner(loss_fn, model.trainable_variables, optimizer, tf.constant(x),
+                                tf.constant(y, tf.int32), masks=masks)
+    return model, run, training.batch_indices(len(x), 10, 30, "shuffle", 0)
+
+
+def test_chunk_runner_steps_do_not_depend_on_the_chunking():
+    model_a, run_a, idx = _runner_setup()
+    start = model_a.get_weights()
+    total = float(run_a(tf.constant(idx)))
+    model_b, run_b, _ = _runner_setup()
+    parts = [float(run_b(tf.constant(idx[a:b]))) for a, b in ((0, 7), (7, 30))]
+    assert all(np.array_equal(a, b) for a, b in zip(model_a.get_weights(), model_b.get_weights()))
+    assert not any(np.array_equal(a, b) for a, b in zip(model_a.get_weights(), start))
+    assert total == pytest.approx(sum(parts), rel=1e-6)
+    assert 0 < total / len(idx) < 5  # the logged value (a mean loss) summed over the steps
+
+
+def test_chunk_runner_masks_keep_masked_parameters_at_zero():
+    model, _, _ = _runner_setup()
+    masks = [(np.arange(w.size).reshape(w.shape) % 2).astype(np.float32) for w in model.get_weights()]
+    model, run, idx = _runner_setup(masks)
+    start = model.get_weights()
+    run(tf.constant(idx))
+    for w, w0, m in zip(model.get_weights(), start, masks):
+        assert np.all(w[m == 0] == 0)
+        assert not np.array_equal(w[m == 1], w0[m == 1])
+
+
+def test_chunk_runner_checks_arguments():
+    model, _, _ = _runner_setup()
+    with pytest.raises(TypeError, match="loss_fn"):
+        training.chunk_runner("loss", model.trainable_variables, None, None, None)
+    with pytest.raises(ValueError, match="masks"):
+        training.chunk_runner(lambda xb, yb: (0.0, 0.0), model.trainable_variables, None, None,
+                              None, masks=[np.ones(1)])

@@ -20,7 +20,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from helpers import cache, checks, data, hessian, models, seeding
+from helpers import cache, checks, data, hessian, models, seeding, training
 
 _SIDE = 28
 
@@ -161,23 +161,9 @@ def _train(config: TinyConfig) -> dict[str, np.ndarray]:
     model = models.mlp(config.layer_sizes, init_stddev=config.init_stddev)
     optimizer = keras.optimizers.Adam(learning_rate=config.learning_rate)
     optimizer.build(model.trainable_variables)
-    rng = np.random.default_rng(config.seed)
-    per_epoch = config.n_train // config.batch_size
-    epochs = -(-config.steps // per_epoch)
-    order = np.concatenate([rng.permutation(config.n_train)[:per_epoch * config.batch_size]
-                            for _ in range(epochs)])
-    order = order[:config.steps * config.batch_size].reshape(config.steps, config.batch_size)
-    variables = model.trainable_variables
-    x_all, y_all = tf.constant(x), tf.constant(y.astype(np.int32))
-
-    @tf.function
-    def run(indices):
-        for i in tf.range(tf.shape(indices)[0]):
-            xb, yb = tf.gather(x_all, indices[i]), tf.gather(y_all, indices[i])
-            with tf.GradientTape() as tape:
-                loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
-                    yb, model(xb, training=True)))
-            optimizer.apply(tape.gradient(loss, variables), variables)
-
-    run(tf.constant(order.astype(np.int32)))
+    order = training.batch_indices(config.n_train, config.batch_size, config.steps, "shuffle",
+                                   config.seed)
+    run = training.chunk_runner(training.mean_cross_entropy(model), model.trainable_variables,
+                                optimizer, tf.constant(x), tf.constant(y.astype(np.int32)))
+    run(tf.constant(order))
     return {f"w{i}": w for i, w in enumerate(model.get_weights())}
