@@ -208,12 +208,6 @@ def levels(network: str, method: str, scope: str, seed: int = 0) -> dict[str, np
     by the network's weights; the static explorer of chapter "Explore it yourself".
     """
     network, method, scope, _, seed = _check(network, method, scope, 0.0, seed)
-    model = _network(network, seed)
-    digest = hashlib.sha256()
-    for weight in model.get_weights():
-        digest.update(np.ascontiguousarray(weight, np.float32).tobytes())
-    key = {"network": network, "seed": seed, "method": method, "scope": scope,
-           "weights_sha256": digest.hexdigest(), "n_score": N_SCORE, "levels": PAGE_LEVELS}
 
     def build() -> dict[str, np.ndarray]:
         fractions = list(CURVE_FRACTIONS[:PAGE_LEVELS])
@@ -221,7 +215,24 @@ def levels(network: str, method: str, scope: str, seed: int = 0) -> dict[str, np
                 "pruned": pruning.pruned_counts(_saliency(network, seed, method, scope), fractions,
                                                 scope)}
 
-    return cache.fetch("explorer_levels", key, build, version=cache.code_version(__name__))
+    return cache.fetch("explorer_levels", _levels_key(network, method, scope, seed), build,
+                       version=cache.code_version(__name__))
+
+
+def _levels_key(network: str, method: str, scope: str, seed: int) -> dict:
+    """The cache key of ``levels``: the setting and the network's weights."""
+    digest = hashlib.sha256()
+    for weight in _network(network, seed).get_weights():
+        digest.update(np.ascontiguousarray(weight, np.float32).tobytes())
+    return {"network": network, "seed": seed, "method": method, "scope": scope,
+            "weights_sha256": digest.hexdigest(), "n_score": N_SCORE, "levels": PAGE_LEVELS}
+
+
+def _levels_of_network(network: str, seed: int, method_keys: tuple[str, ...]) -> None:
+    """``levels`` of every method and scope of one network (a worker of ``page_data``)."""
+    for method in method_keys:
+        for scope in SCOPES:
+            levels(network, method, scope, seed)
 
 
 def page_data(network_keys: Sequence[str] = tuple(NETWORKS),
@@ -238,6 +249,11 @@ def page_data(network_keys: Sequence[str] = tuple(NETWORKS),
                                 ("method_keys", method_keys, METHODS)):
         if isinstance(keys, str) or not keys or any(k not in allowed for k in keys):
             raise ValueError(f"{name} must be a non-empty sequence of {tuple(allowed)}, got {keys!r}")
+    version = cache.code_version(__name__)
+    missing = [(network, seed, tuple(method_keys)) for network in network_keys for seed in seeds(network)
+               if not all(cache.has("explorer_levels", _levels_key(network, method, scope, seed),
+                                    version=version) for method in method_keys for scope in SCOPES)]
+    cache.build_side_by_side(_levels_of_network, missing)  # one network per process, side by side
     names = sizes = None
     accuracy, pruned, tables, table_index = {}, {}, [], {}
     for network in network_keys:
