@@ -197,10 +197,44 @@ def prune_and_retrain(trained: training.TrainedModel, schedule: Schedule, *,
     if not use_cache:
         arrays = build()
     else:
-        arrays = cache.fetch("retrain", {"trained": trained.config.to_dict(),
-                                         "schedule": schedule.to_dict()}, build,
+        arrays = cache.fetch("retrain", _key(trained.config, schedule), build,
                              version=cache.code_version(__name__))
     return _unpack(trained, schedule, arrays)
+
+
+def prune_and_retrain_all(trained: Sequence[training.TrainedModel],
+                          schedules: Sequence[Schedule]) -> list[list[ScheduleResult]]:
+    """``prune_and_retrain`` of every schedule on every network: ``out[i][j]`` is
+    ``schedules[i]`` run on ``trained[j]`` (chapter "Pruning with retraining").
+
+    The runs the cache lacks are computed first, side by side, one process per
+    CPU core (``cache.build_side_by_side``); each process reloads its network from
+    the cache by its configuration, so the results are the ones ``prune_and_retrain``
+    gives here.
+    """
+    for name, items, kind in (("trained", trained, training.TrainedModel),
+                              ("schedules", schedules, Schedule)):
+        if isinstance(items, (str, bytes)) or not isinstance(items, Sequence) or not items:
+            raise TypeError(f"{name} must be a non-empty sequence of {kind.__name__}")
+        for i, item in enumerate(items):
+            if not isinstance(item, kind):
+                raise TypeError(f"{name}[{i}] must be a {kind.__name__}, got {type(item).__name__}")
+    for t in trained:
+        network.dense_chain(t.model)
+    version = cache.code_version(__name__)
+    missing = [(t.config, s) for s in dict.fromkeys(schedules) for t in trained
+               if not cache.has("retrain", _key(t.config, s), version=version)]
+    cache.build_side_by_side(_prune_and_retrain_config, missing)
+    return [[prune_and_retrain(t, s) for t in trained] for s in schedules]
+
+
+def _key(config: training.TrainConfig, schedule: Schedule) -> dict:
+    return {"trained": config.to_dict(), "schedule": schedule.to_dict()}
+
+
+def _prune_and_retrain_config(config: training.TrainConfig, schedule: Schedule) -> None:
+    """Worker of ``prune_and_retrain_all``: the run, into the cache (the caller reads it)."""
+    prune_and_retrain(training.train_model(config), schedule)
 
 
 def freeze_pruned(scores: Sequence[np.ndarray], masks: Sequence[np.ndarray]) -> list[np.ndarray]:

@@ -227,3 +227,25 @@ def test_prune_and_retrain_small_mnist_network(isolated_cache):
         retraining.prune_and_retrain(trained, {"method": "obd"})
     with pytest.raises(TypeError, match="trained"):
         retraining.prune_and_retrain(trained.model, schedule)
+
+
+def test_prune_and_retrain_all_side_by_side_equals_one_at_a_time(isolated_cache):
+    """Two networks, two schedules: four runs in worker processes, as the same runs done here."""
+    trained = [training.train_model(training.TrainConfig(layer_sizes=(784, 12, 10), steps=200,
+                                                         log_every=200, seed=s)) for s in (0, 1)]
+    schedules = [retraining.Schedule(m, (0.5, 0.8), steps_per_round=60, n_score=300, log_every=60)
+                 for m in ("obd", "magnitude")]
+    out = retraining.prune_and_retrain_all(trained, schedules)
+    assert len(out) == 2 and all(len(row) == 2 for row in out)
+    for schedule, row in zip(schedules, out):
+        for t, result in zip(trained, row):
+            here = retraining.prune_and_retrain(t, schedule, use_cache=False)
+            # A fresh process and pytest's may round the last float32 bit apart (seen: 1e-8).
+            assert all(np.allclose(a, b, rtol=0, atol=1e-6)
+                       for a, b in zip(result.model.get_weights(), here.model.get_weights()))
+            assert np.array_equal(result.log["test_accuracy"], here.log["test_accuracy"])
+            assert np.array_equal(result.pruned_accuracy, here.pruned_accuracy)
+    with pytest.raises(TypeError, match="schedules"):
+        retraining.prune_and_retrain_all(trained, [])
+    with pytest.raises(TypeError, match=r"trained\[1\]"):
+        retraining.prune_and_retrain_all([trained[0], trained[1].model], schedules)
