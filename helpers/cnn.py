@@ -23,7 +23,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from helpers import cache, checks, conv_hessian, data, network, pruning, seeding, training
+from helpers import cache, checks, conv_hessian, data, models, network, pruning, seeding, training
 from helpers.post import networks
 
 METHODS = ("magnitude", "obd", "obd_mc", "fisher")
@@ -260,8 +260,12 @@ def pruning_curves(trained: Sequence[TrainedCnn], method: str, scope: str,
 
 
 def tensor_names(model: keras.Model) -> list[str]:
-    """Names of the weight tensors, e.g. ``["conv1 kernel", "conv1 bias", ...]``."""
-    return conv_hessian.conv_net(model).tensor_names()
+    """Names of the weight tensors, e.g. ``["conv1 kernel", "conv1 bias", ...]``.
+
+    ``models.tensor_names``, for a model that ``conv_hessian`` can differentiate.
+    """
+    conv_hessian.conv_net(model)
+    return models.tensor_names(model)
 
 
 # --- internals -------------------------------------------------------------------------------

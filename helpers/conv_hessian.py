@@ -55,15 +55,6 @@ class ConvNet:
     layer_names: tuple[str, ...]  # the parametric layers, in order
     layout: tuple[bool, ...]  # whether each parametric layer has a bias
 
-    def tensor_names(self) -> list[str]:
-        """One name per entry of ``model.trainable_weights``, e.g. ``"conv1 kernel"``."""
-        out = []
-        for name, has_bias in zip(self.layer_names, self.layout):
-            out.append(f"{name} kernel")
-            if has_bias:
-                out.append(f"{name} bias")
-        return out
-
 
 def conv_net(model: keras.Model) -> ConvNet:
     """Read ``model`` as a conv net, or raise if it has a layer this module cannot differentiate.

@@ -72,3 +72,19 @@ def _check_layer_sizes(layer_sizes: Sequence[int]) -> tuple[int, ...]:
         if width < 1:
             raise ValueError(f"layer_sizes must be positive, got {width!r}")
     return tuple(layer_sizes)
+
+
+def tensor_names(model: keras.Model) -> list[str]:
+    """``"<layer> <weight>"`` for every entry of ``model.trainable_weights``, e.g. ``"hidden1 kernel"``.
+
+    The one naming of weight tensors in tables and figures (chapters "Explore it yourself"
+    and "A convolutional network"); the book's symbols ``W1, b1, ...`` are
+    ``observations.tensor_names``.
+    """
+    if not isinstance(model, keras.Model):
+        raise TypeError(f"model must be a keras.Model, got {type(model).__name__}")
+    names = [f"{layer.name} {weight.name}" for layer in model.layers
+             for weight in layer.trainable_weights]
+    if len(names) != len(model.trainable_weights):
+        raise ValueError("model: its layers' trainable weights are not model.trainable_weights")
+    return names

@@ -91,3 +91,14 @@ def test_forward_trace_rejects_bad_layers():
         network.forward_trace(x, [np.zeros((3, 2))], [])
     with pytest.raises(ValueError, match="kernels and biases"):
         network.forward_trace(x, [], [])
+
+
+def test_tensor_names_follow_trainable_weights():
+    from helpers import cnn, models
+    mlp = models.mlp((6, 4, 3), dropout=0.5)
+    assert models.tensor_names(mlp) == ["hidden1 kernel", "hidden1 bias", "logits kernel", "logits bias"]
+    lenet = cnn.lenet((2,), (5,), 3)
+    assert cnn.tensor_names(lenet) == models.tensor_names(lenet)
+    assert len(models.tensor_names(lenet)) == len(lenet.trainable_weights)
+    with pytest.raises(TypeError, match="model"):
+        models.tensor_names("not a model")

@@ -40,7 +40,7 @@ import keras
 import numpy as np
 from matplotlib.figure import Figure
 
-from helpers import cache, checkpoints, checks, data, plotting, pruning, saliency
+from helpers import cache, checkpoints, checks, data, models, plotting, pruning, saliency
 from helpers.post import networks, published
 
 #: Network variants of chapter "Training the two networks", then the post's own, with labels.
@@ -91,7 +91,7 @@ def view(network: str, method: str, scope: str, fraction: float, seed: int = 0) 
     x_test, y_test = _test_data()
     masks = pruning.prune_masks(scores, fraction, scope)
     accuracy = float(pruning.sweep(model, scores, [fraction], x_test, y_test, scope)[0])
-    names = tensor_names(model)
+    names = models.tensor_names(model)
     per_tensor = pruning.sparsity(masks)
     overall = 1.0 - sum(float(m.sum()) for m in masks) / sum(m.size for m in masks)
     curve = _curve(network, seed, method, scope)
@@ -260,9 +260,10 @@ def page_data(network_keys: Sequence[str] = tuple(NETWORKS),
         for seed in seeds(network):
             model = _network(network, seed)
             if names is None:
-                names, sizes = tensor_names(model), [int(np.prod(w.shape)) for w in model.trainable_weights]
-            elif tensor_names(model) != names:
-                raise ValueError(f"network {network!r} has tensors {tensor_names(model)}, not {names}")
+                names = models.tensor_names(model)
+                sizes = [int(np.prod(w.shape)) for w in model.trainable_weights]
+            elif models.tensor_names(model) != names:
+                raise ValueError(f"network {network!r} has tensors {models.tensor_names(model)}, not {names}")
             for method in method_keys:
                 for scope in SCOPES:
                     key = f"{network}/{seed}/{method}/{scope}"
@@ -315,15 +316,6 @@ def figure_png(figure: Figure, dpi: int = 80) -> bytes:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=dpi)
     return buffer.getvalue()
-
-
-def tensor_names(model: keras.Model) -> list[str]:
-    """``"<layer> kernel"`` / ``"<layer> bias"`` for every entry of ``model.trainable_weights``."""
-    names = []
-    for layer in model.layers:
-        for weight in layer.trainable_weights:
-            names.append(f"{layer.name} {weight.name}")
-    return names
 
 
 def clear() -> None:
