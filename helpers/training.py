@@ -12,9 +12,7 @@ the CNNs and the masked retraining run their steps through it too.
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
-import multiprocessing
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -140,18 +138,10 @@ def train_models(configs: Sequence[TrainConfig], *,
         if not isinstance(config, TrainConfig):
             raise TypeError(f"configs[{i}] must be a TrainConfig, got {type(config).__name__}")
     processes = checks.integer((os.cpu_count() or 1) if processes is None else processes, "processes")
-    missing = [c for c in dict.fromkeys(configs)
+    missing = [(c,) for c in dict.fromkeys(configs)
                if not cache.has("model", c.to_dict(), version=cache.code_version(__name__))]
-    if len(missing) > 1 and processes > 1:
-        spawn = multiprocessing.get_context("spawn")  # TensorFlow does not survive a fork
-        with concurrent.futures.ProcessPoolExecutor(min(processes, len(missing)), mp_context=spawn) as pool:
-            list(pool.map(_train_and_cache, missing))
+    cache.build_side_by_side(train_model, missing, processes=processes)
     return [train_model(c) for c in configs]
-
-
-def _train_and_cache(config: TrainConfig) -> None:
-    """Worker of ``train_models``: train ``config`` into the cache (the parent loads it)."""
-    train_model(config)
 
 
 def _build(config: TrainConfig) -> keras.Sequential:
