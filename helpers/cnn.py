@@ -116,12 +116,19 @@ def train_cnn(config: CnnConfig | None = None, *, use_cache: bool = True) -> Tra
 
 def cnn_models(seeds: Sequence[int] = networks.SEEDS,
                config: CnnConfig | None = None) -> list[TrainedCnn]:
-    """One trained (or cached) CNN per seed, all else as in ``config`` (default ``CnnConfig()``)."""
+    """One trained (or cached) CNN per seed, all else as in ``config`` (default ``CnnConfig()``).
+
+    The CNNs the cache lacks train side by side, one process per CPU core.
+    """
     seeds = checks.seeds(seeds)
     config = CnnConfig() if config is None else config
     if not isinstance(config, CnnConfig):
         raise TypeError(f"config must be a CnnConfig, got {type(config).__name__}")
-    return [train_cnn(dataclasses.replace(config, seed=seed)) for seed in seeds]
+    configs = [dataclasses.replace(config, seed=seed) for seed in seeds]
+    version = cache.code_version(__name__)
+    cache.build_side_by_side(train_cnn, [(c,) for c in dict.fromkeys(configs)
+                                         if not cache.has("cnn", c.to_dict(), version=version)])
+    return [train_cnn(c) for c in configs]
 
 
 def accuracy(model: keras.Model, x: np.ndarray, y: np.ndarray) -> float:

@@ -1,5 +1,7 @@
 """The conv-net Hessian diagonal, its estimators, and the CNN pruning helpers, on tiny networks."""
 
+import dataclasses
+
 import keras
 import numpy as np
 import pytest
@@ -248,3 +250,13 @@ def test_training_is_cached_and_deterministic(isolated_cache):
     other = cnn.train_cnn(cnn.CnnConfig(filters=(2,), dense=(), steps=40, log_every=20,
                                         batch_size=16, seed=8))
     assert not np.array_equal(other.model.get_weights()[0], first.model.get_weights()[0])
+
+
+def test_cnn_models_trains_the_missing_ones_side_by_side(isolated_cache):
+    """Two small CNNs trained in worker processes: the weights a training here gives."""
+    config = cnn.CnnConfig(filters=(2,), dense=(8,), steps=30, log_every=30)
+    trained = cnn.cnn_models([0, 1], config)
+    for seed, t in zip((0, 1), trained):
+        here = cnn.train_cnn(dataclasses.replace(config, seed=seed), use_cache=False)
+        assert all(np.allclose(a, b, rtol=0, atol=1e-6)
+                   for a, b in zip(t.model.get_weights(), here.model.get_weights()))
