@@ -49,7 +49,9 @@ book: setup mathjax
 # C locale, so chapters must print and draw the same whatever they say);
 # then the book and the browser tests: the built pages, and the README's local commands
 # (JupyterLab running chapter 16's explorer on the now warm model cache, make serve).
-NBVAL := $(VENV)/bin/pytest --nbval --nbval-current-env notebooks
+# Two chapters at a time (pytest-xdist; --dist loadscope keeps each notebook in one kernel, in
+# order); chapters share trained networks through the cache's per-entry locks.
+NBVAL := $(VENV)/bin/pytest -n 2 --dist loadscope --nbval --nbval-current-env notebooks
 LATE_TESTS := tests/test_book.py tests/test_running_locally.py
 test: setup browser
 	$(VENV)/bin/pytest tests $(addprefix --ignore=,$(LATE_TESTS))
