@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from conftest import small_data, small_mlp
-from helpers import hessian, metrics, pruning
+from helpers import checkpoints, data, hessian, metrics, pruning
 from helpers.post import as_ran, published
 
 SIZES = (6, 5, 4, 3)
@@ -171,7 +171,9 @@ def test_argument_checks():
     with pytest.raises(ValueError, match="seeds"):
         as_ran.as_ran_sweep("obd_all_layers_prune", [0.1], seeds=[-1])
     with pytest.raises(ValueError, match="init_stddev"):
-        as_ran.as_ran_sweep("obd_all_layers_prune", [0.1], init_stddev=-0.1)
+        as_ran.as_ran_sweep("obd_all_layers_prune", [0.1], init=(-0.1, 0.1))
+    with pytest.raises(TypeError, match="init"):
+        as_ran.as_ran_details("obd_all_layers_prune", [0.1], init=[0.1, 0.1])
     with pytest.raises(ValueError, match="arithmetic"):
         as_ran.obd_as_ran(model, [0.1], "global", x, y, x, y, arithmetic="float16")
     with pytest.raises(TypeError, match="carry_over"):
@@ -273,6 +275,14 @@ def test_script_runs_and_replay_arguments():
     assert as_ran.script_runs("magnitude_all_layers_prune") == [as_ran.FIGURE1_FRACTIONS]
     with pytest.raises(ValueError, match="run must be one of"):
         as_ran.replay_post_run("obd_everything")
+    for kwargs, error, name in [(dict(model="net"), TypeError, "model"),
+                                (dict(extra_fractions=0.8), TypeError, "extra_fractions"),
+                                (dict(extra_fractions=(0.9, 0.8)), ValueError, "extra_fractions"),
+                                (dict(extra_fractions=(0.7, 0.8)), ValueError, "extra_fractions"),
+                                (dict(extra_fractions=(1.5,)), ValueError, "extra_fractions"),
+                                (dict(seed=-1), ValueError, "seed")]:
+        with pytest.raises(error, match=name):
+            as_ran.replay_post_run("obd_all_layers_prune", **kwargs)
     with pytest.raises(ValueError, match="variation must be one of"):
         as_ran.replay_band("obd_layerwise_prune", "weather")
     with pytest.raises(ValueError, match="n_replays"):
@@ -289,6 +299,28 @@ def test_replay_on_the_posts_network_reproduces_every_published_number(run):
     if run == "obd_all_layers_prune":  # figure 2 was its own run; results.txt kept run 1's 10 %
         assert replay["segment"].tolist() == [0] * 20 + [1] * 6
         assert replay["tied"][1:20].all() and replay["dropped"].size == 1
+
+
+def test_replay_of_another_network_and_further_levels():
+    """``model=`` the run's own checkpoint is the default; extra levels continue the last run."""
+    run = "obd_all_layers_prune"
+    default = as_ran.replay_post_run(run)
+    model = checkpoints.load_post_network(run)
+    given = as_ran.replay_post_run(run, model=model)
+    for name in default:
+        assert np.array_equal(given[name], default[name]), name
+    other = as_ran.replay_post_run(run, model=checkpoints.load_post_network("obd_all_layers_dropout"))
+    assert not np.array_equal(other["accuracy"], default["accuracy"])
+    longer = as_ran.replay_post_run(run, model=model, extra_fractions=(0.8, 0.9))
+    assert np.array_equal(longer["fraction"], np.append(default["fraction"], [0.8, 0.9]))
+    for name in ("accuracy", "tied", "segment"):  # continuing a run does not change its earlier steps
+        assert np.array_equal(longer[name][:-2], default[name]), name
+    assert longer["segment"][-2:].tolist() == [1, 1]
+    (x_pool, y_pool), _ = data.load_post_split()
+    _, (x_test, y_test) = data.load_mnist()
+    by_hand, _ = as_ran.obd_as_ran(model, as_ran.FIGURE2_FRACTIONS + (0.8, 0.9), "global",
+                                   x_pool, y_pool, x_test, y_test, batch_order="file")
+    assert np.array_equal(longer["accuracy"][-2:], by_hand[-2:])
 
 
 def test_replay_with_kernels_runs_in_its_own_process_and_matches():

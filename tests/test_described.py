@@ -25,12 +25,12 @@ def _fake_setup(monkeypatch, isolated_cache):
                            init_stddev=3 * config.init_stddev, bias_init=config.bias_init)
         return training.TrainedModel(model, config, {})
 
-    def small_config(variant="plain", seed=0, init_stddev=0.1, bias_init=0.1):
-        return training.TrainConfig(seed=seed, layer_sizes=SIZES, init_stddev=init_stddev,
-                                    bias_init=bias_init, **networks.VARIANTS[variant])
+    def small_config(variant, seed, init):
+        return training.TrainConfig(seed=seed, layer_sizes=SIZES, init_stddev=init[0],
+                                    bias_init=init[1], **networks.VARIANTS[variant])
 
     monkeypatch.setattr(training, "train_model", fake_train)
-    monkeypatch.setattr(networks, "post_config", small_config)
+    monkeypatch.setattr(networks, "_config", small_config)  # post_config(s) still check arguments
     monkeypatch.setattr(data, "load_post_split", lambda: ((x[:200], y[:200]), (x[200:], y[200:])))
     monkeypatch.setattr(data, "load_mnist", lambda: ((x[:200], y[:200]), (x[200:], y[200:])))
     return x, y, fake_train, calls
@@ -50,6 +50,8 @@ def test_run_variants_are_the_shared_ones():
     (dict(run="obd_all_layers_prune", seeds=[0.5]), TypeError),
     (dict(run="obd_all_layers_prune", seeds=[-1]), ValueError),
     (dict(run="obd_all_layers_prune", variant="big"), ValueError),
+    (dict(run="obd_all_layers_prune", init=(0.0, 0.1)), ValueError),
+    (dict(run="obd_all_layers_prune", init=0.1), TypeError),
 ])
 def test_described_sweep_rejects_bad_arguments(kwargs, error, monkeypatch):
     # The message names the offending argument (the last key given).
@@ -68,6 +70,8 @@ def test_described_scores_rejects_bad_arguments():
         described.described_scores("obd_all_layers_prune", 0, variant="nope")
     with pytest.raises(TypeError, match="seed"):
         described.described_scores("obd_all_layers_prune", "0")
+    with pytest.raises(ValueError, match="bias_init"):
+        described.described_scores("obd_all_layers_prune", 0, init=(0.1, float("nan")))
 
 
 def test_obd_scores_are_half_diagonal_times_square(monkeypatch, isolated_cache):
@@ -117,18 +121,19 @@ def test_dropout_run_uses_its_own_network_and_variant_override(monkeypatch, isol
 
 def test_initial_scale_reaches_the_scored_network(monkeypatch, isolated_cache):
     _fake_setup(monkeypatch, isolated_cache)
-    scores = described.described_scores("magnitude_all_layers_prune", 0, init_stddev=0.5, bias_init=0.25)
+    scores = described.described_scores("magnitude_all_layers_prune", 0, init=(0.5, 0.25))
     for s in scores:
         if s.ndim == 1:
             np.testing.assert_array_equal(s, np.full_like(s, 0.25))
     stated = described.described_scores("obd_all_layers_prune", 0)
-    scaled = described.described_scores("obd_all_layers_prune", 0, init_stddev=0.5, bias_init=0.25)
+    scaled = described.described_scores("obd_all_layers_prune", 0, init=(0.5, 0.25))
     assert not np.allclose(stated[0], scaled[0])
     described.described_sweep("obd_all_layers_prune", [0.0, 0.3], seeds=(0,))
-    b = described.described_sweep("obd_all_layers_prune", [0.0, 0.3], seeds=(0,),
-                                  init_stddev=0.5, bias_init=0.25)
+    b = described.described_sweep("obd_all_layers_prune", [0.0, 0.3], seeds=(0,), init=(0.5, 0.25))
     assert b.shape == (1, 2)
     entries = list((isolated_cache / "described_sweep").glob("*.npz"))
     assert len(entries) == 2, "another initial scale is another cache entry"
     with pytest.raises(ValueError, match="init_stddev"):
-        described.described_sweep("obd_all_layers_prune", [0.1], init_stddev=-1.0)
+        described.described_sweep("obd_all_layers_prune", [0.1], init=(-1.0, 0.0))
+    with pytest.raises(TypeError, match="init_stddev"):
+        described.described_sweep("obd_all_layers_prune", [0.1], init_stddev=0.1)

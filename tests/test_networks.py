@@ -27,16 +27,20 @@ def test_check_variant_refuses_unknown_networks(variant):
 
 def test_check_init_rejects_bad_values():
     with pytest.raises(ValueError, match="init_stddev"):
-        networks.check_init(0.0, 0.0)
+        networks.check_init((0.0, 0.0))
     with pytest.raises(ValueError, match="init_stddev"):
-        networks.check_init(-0.1, 0.0)
+        networks.check_init((-0.1, 0.0))
     with pytest.raises(ValueError, match="bias_init"):
-        networks.check_init(0.1, float("nan"))
+        networks.check_init((0.1, float("nan")))
     with pytest.raises(TypeError, match="init_stddev"):
-        networks.check_init("0.1", 0.0)
+        networks.check_init(("0.1", 0.0))
     with pytest.raises(TypeError, match="bias_init"):
-        networks.check_init(0.1, True)
-    assert networks.check_init(1, 0) == (1.0, 0.0)
+        networks.check_init((0.1, True))
+    for bad in (0.1, (0.1,), (0.1, 0.1, 0.1), [0.1, 0.1], None):
+        with pytest.raises(TypeError, match="init must be a"):
+            networks.check_init(bad)
+    assert networks.check_init((1, 0)) == (1.0, 0.0)
+    assert networks.check_init(networks.POST_STATED) == networks.POST_STATED
 
 
 def test_post_config_and_post_models_validate_before_work(monkeypatch):
@@ -45,16 +49,24 @@ def test_post_config_and_post_models_validate_before_work(monkeypatch):
     monkeypatch.setattr(training, "train_models", no_training)
     with pytest.raises(ValueError, match="init_stddev"):
         networks.post_config("plain", 0, 0.0, 0.1)
+    with pytest.raises(ValueError, match="init_stddev"):
+        networks.post_config("plain", 0, init=(0.0, 0.1))
     with pytest.raises(ValueError, match="variant"):
         networks.post_config("huge", 0)
     with pytest.raises(ValueError, match="seeds"):
-        networks.post_models("plain", seeds=[], init_stddev=0.1, bias_init=0.1)
+        networks.post_models("plain", seeds=[], init=(0.1, 0.1))
     with pytest.raises(TypeError, match="seeds"):
-        networks.post_models("plain", seeds="012", init_stddev=0.1, bias_init=0.1)
+        networks.post_models("plain", seeds="012", init=(0.1, 0.1))
     with pytest.raises(ValueError, match="variant"):
-        networks.post_models("huge", seeds=[0], init_stddev=0.1, bias_init=0.1)
+        networks.post_models("huge", seeds=[0], init=(0.1, 0.1))
     with pytest.raises(ValueError, match="bias_init"):
-        networks.post_models("plain", seeds=[0], init_stddev=0.1, bias_init=float("inf"))
+        networks.post_models("plain", seeds=[0], init=(0.1, float("inf")))
+    with pytest.raises(ValueError, match="bias_init"):
+        networks.post_configs("plain", [0], init=(0.1, float("inf")))
+    with pytest.raises(TypeError, match="together"):
+        networks.post_models("plain", [0], 0.1)
+    with pytest.raises(TypeError, match="not both"):
+        networks.post_config("plain", 0, 0.02, 0.0, init=(0.5, 0.0))
 
 
 def test_shared_networks_follow_the_scripts_scale(monkeypatch):
@@ -63,8 +75,11 @@ def test_shared_networks_follow_the_scripts_scale(monkeypatch):
     configs = networks.post_models("dropout_lr1e-5", (0, 1))
     assert [(c.seed, c.dropout, c.learning_rate, c.init_stddev, c.bias_init) for c in configs] == [
         (0, 0.2, 1e-5, 0.1, 0.1), (1, 0.2, 1e-5, 0.1, 0.1)]
-    stated = networks.post_config("plain", 2, *networks.POST_STATED)
+    stated = networks.post_config("plain", 2, init=networks.POST_STATED)
     assert (stated.init_stddev, stated.bias_init) == (0.02, 0.0)
+    assert networks.post_config("plain", 2, *networks.POST_STATED) == stated  # chapter 5's spelling
+    assert networks.post_configs("plain", (2,), init=networks.POST_STATED) == [stated]
+    assert networks.post_models("plain", (2,), *networks.POST_STATED) == [stated]
     assert stated.to_dict() == training.TrainConfig(seed=2).to_dict(), \
         "the stated scale keeps the cache key of TrainConfig's defaults"
     assert networks.post_config("plain", 2).to_dict() != stated.to_dict()

@@ -371,14 +371,14 @@ def obd_as_ran(model: keras.Model, fractions: Sequence[float], scope: str, x_poo
 
 def as_ran_sweep(run: str, fractions: Sequence[float], seeds: Sequence[int] = networks.SEEDS,
                  *, carry_over: bool = True, arithmetic: str = "tf0",
-                 packing: str = "weights_first", init_stddev: float = networks.HELPER_0_1[0],
-                 bias_init: float = networks.HELPER_0_1[1]) -> np.ndarray:
+                 packing: str = "weights_first",
+                 init: tuple[float, float] = networks.HELPER_0_1) -> np.ndarray:
     """Test accuracy of published ``run`` as its script computed it, shape ``(seeds, fractions)``.
 
     Magnitude runs: most negative values first. OBD runs: ``obd_as_ran``
     on the 55,000-image split, batches drawn with the training seed. The
     network is ``networks.RUN_VARIANTS[run]`` (the dropout run: learning rate 1e-5),
-    trained from the initial scale ``init_stddev``/``bias_init``
+    trained from the initial scale ``init``, a (stddev, bias) pair
     (``networks.post_config``; default: ``networks.HELPER_0_1``, the scripts'
     utilities file; ``networks.POST_STATED`` is the stated 0.02 and 0). Cached on disk.
     Example::
@@ -387,30 +387,27 @@ def as_ran_sweep(run: str, fractions: Sequence[float], seeds: Sequence[int] = ne
         acc = as_ran_sweep("obd_all_layers_prune", fractions)
     """
     return as_ran_details(run, fractions, seeds, carry_over=carry_over, arithmetic=arithmetic,
-                          packing=packing, init_stddev=init_stddev, bias_init=bias_init)[0]
+                          packing=packing, init=init)[0]
 
 
 def as_ran_details(run: str, fractions: Sequence[float], seeds: Sequence[int] = networks.SEEDS,
                    *, carry_over: bool = True, arithmetic: str = "tf0",
-                   packing: str = "weights_first", init_stddev: float = networks.HELPER_0_1[0],
-                   bias_init: float = networks.HELPER_0_1[1]) -> tuple[np.ndarray, np.ndarray]:
+                   packing: str = "weights_first",
+                   init: tuple[float, float] = networks.HELPER_0_1) -> tuple[np.ndarray, np.ndarray]:
     """``as_ran_sweep`` plus, per seed and fraction, whether the step's scores were all tied (NaN)."""
     if not isinstance(run, str) or run not in published.RUNS:
         raise ValueError(f"run must be one of {tuple(published.RUNS)}, got {run!r}")
     fractions = pruning.check_fractions(fractions)
-    seeds = checks.seeds(seeds)
+    configs = networks.post_configs(networks.RUN_VARIANTS[run], seeds, init=init)
     if not isinstance(carry_over, bool):
         raise TypeError(f"carry_over must be a bool, got {carry_over!r}")
     if arithmetic not in ARITHMETICS:
         raise ValueError(f"arithmetic must be one of {ARITHMETICS}, got {arithmetic!r}")
     packing = _check_packing(packing)
-    init = networks.check_init(init_stddev, bias_init)
     spec = published.RUNS[run]
     rows, flags = [], []
-    for seed in seeds:
-        config = networks.post_config(networks.RUN_VARIANTS[run], seed, *init)
-
-        def build(config=config, seed=seed):
+    for config in configs:
+        def build(config=config):
             model = training.train_model(config).model
             (x_pool, y_pool), _ = data.load_post_split()
             _, (x_test, y_test) = data.load_mnist()
@@ -419,7 +416,7 @@ def as_ran_details(run: str, fractions: Sequence[float], seeds: Sequence[int] = 
                 tied = np.zeros(len(fractions), bool)
             else:
                 acc, tied = obd_as_ran(model, fractions, spec.scope, x_pool, y_pool, x_test, y_test,
-                                       seed=seed, carry_over=carry_over, arithmetic=arithmetic,
+                                       seed=config.seed, carry_over=carry_over, arithmetic=arithmetic,
                                        packing=packing)
             return {"accuracy": acc, "tied": tied}
 
@@ -452,8 +449,10 @@ def script_runs(run: str) -> list[tuple[float, ...]]:
     return [FIGURE1_FRACTIONS]
 
 
-def replay_post_run(run: str, *, batch_order: str = "file", seed: int = 0, logit_shift: float = 0.0,
-                    carry_over: bool = True, arithmetic: str = "tf0") -> dict[str, np.ndarray]:
+def replay_post_run(run: str, *, model: keras.Model | None = None,
+                    extra_fractions: Sequence[float] = (), batch_order: str = "file", seed: int = 0,
+                    logit_shift: float = 0.0, carry_over: bool = True,
+                    arithmetic: str = "tf0") -> dict[str, np.ndarray]:
     """Published ``run`` as its script computed it, on the post's own trained network.
 
     Returns arrays aligned with ``published.curve(run)``: ``"fraction"``,
@@ -465,29 +464,45 @@ def replay_post_run(run: str, *, batch_order: str = "file", seed: int = 0, logit
     OBD batches follow ``batch_order`` (``"file"``: as TensorFlow 0.x served
     them, each run from image 0; otherwise run ``j`` draws with generator
     seed ``2 * seed + j``); ``logit_shift`` as in ``obd_as_ran``.
+
+    ``model``: the network to prune, by default the run's own checkpoint
+    (chapter "Dropout and the diagonal" runs the all-layer OBD script on every
+    checkpoint). ``extra_fractions``: increasing levels above the script's
+    last one, pruned by its last run continuing (chapter "Dropout under heavy
+    pruning" takes figure 2's run on to 80 and 90 percent); they are appended
+    to every returned array but ``"dropped"``.
     """
     from helpers import checkpoints  # the public loader; it imports this subpackage
 
     spec = published.RUNS[published.check_run(run)]
-    model = checkpoints.load_post_network(run)
+    if model is not None:
+        network.dense_chain(model)
+    levels = script_runs(run)
+    extra = pruning.check_fractions(extra_fractions, "increasing", at_least=0, name="extra_fractions")
+    if extra and extra[0] <= levels[-1][-1]:
+        raise ValueError(f"extra_fractions must lie above the script's last level {levels[-1][-1]}, "
+                         f"got {extra}")
+    seed = checks.seed(seed)
+    levels[-1] = levels[-1] + tuple(extra)
+    model = checkpoints.load_post_network(run) if model is None else model
     (x_pool, y_pool), _ = data.load_post_split()
     _, (x_test, y_test) = data.load_mnist()
     points: dict[float, tuple[float, bool, int]] = {0.0: (metrics.accuracy(model, x_test, y_test), False, 0)}
     dropped = []
-    for j, fractions in enumerate(script_runs(run)):
+    for j, fractions in enumerate(levels):
         if spec.method == "magnitude":
             acc = magnitude_as_ran(model, fractions, x_test, y_test, spec.scope)
             tied = np.zeros(len(fractions), bool)
         else:
             acc, tied = obd_as_ran(model, fractions, spec.scope, x_pool, y_pool, x_test, y_test,
-                                   seed=2 * int(seed) + j, carry_over=carry_over, arithmetic=arithmetic,
+                                   seed=2 * seed + j, carry_over=carry_over, arithmetic=arithmetic,
                                    batch_order=batch_order, logit_shift=logit_shift)
         for f, a, t in zip(fractions, acc, tied):
             if round(f, 6) in points:
                 dropped.append(a)
             else:
                 points[round(f, 6)] = (float(a), bool(t), j)
-    fractions, _ = published.curve(run)
+    fractions = np.append(published.curve(run)[0], extra)
     rows = [points[round(float(f), 6)] for f in fractions]
     return {"fraction": fractions, "accuracy": np.array([r[0] for r in rows]),
             "tied": np.array([r[1] for r in rows]), "segment": np.array([r[2] for r in rows]),

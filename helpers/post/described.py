@@ -26,31 +26,27 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from helpers import cache, checks, data, pruning, saliency, training
+from helpers import cache, data, pruning, saliency, training
 from helpers.post import networks, published
 from helpers.post.networks import RUN_VARIANTS  # also read as described.RUN_VARIANTS by chapters 6 and 8
 
 
 def described_scores(run: str, seed: int = 0, variant: str | None = None, *,
-                     init_stddev: float = networks.HELPER_0_1[0],
-                     bias_init: float = networks.HELPER_0_1[1]) -> list[np.ndarray]:
+                     init: tuple[float, float] = networks.HELPER_0_1) -> list[np.ndarray]:
     """The described saliency of every parameter of one trained network.
 
     ``run``: a key of ``published.RUNS`` (fixes the method; the scope does not
     change the scores). ``variant``: the network, a key of
     ``networks.VARIANTS``; by default the one the post used for ``run``
     (``RUN_VARIANTS``), e.g. pass ``"dropout"`` for the dropout network at the
-    fair learning rate 1e-4. ``init_stddev`` and ``bias_init`` pick the
-    network's initial scale (``networks.post_config``; the default is the
-    scripts' 0.1 and 0.1, ``networks.HELPER_0_1``). Returns arrays aligned with
+    fair learning rate 1e-4. ``init`` picks the network's initial scale, a
+    (stddev, bias) pair (``networks.post_config``; the default is the scripts'
+    0.1 and 0.1, ``networks.HELPER_0_1``). Returns arrays aligned with
     ``model.trainable_weights``; lower means pruned earlier.
     """
     run = published.check_run(run)
-    variant = RUN_VARIANTS[run] if variant is None else networks.check_variant(variant)
-    seed = checks.seed(seed)
-    init = networks.check_init(init_stddev, bias_init)
+    config = networks.post_config(RUN_VARIANTS[run] if variant is None else variant, seed, init=init)
     method = published.RUNS[run].method
-    config = networks.post_config(variant, seed, *init)
     trained = training.train_model(config)
     if method == "magnitude":
         return saliency.saliency(trained.model, "magnitude")
@@ -68,38 +64,35 @@ def described_scores(run: str, seed: int = 0, variant: str | None = None, *,
 def described_sweep(run: str, fractions: Sequence[float],
                     seeds: Sequence[int] = networks.SEEDS,
                     variant: str | None = None, *,
-                    init_stddev: float = networks.HELPER_0_1[0],
-                    bias_init: float = networks.HELPER_0_1[1]) -> np.ndarray:
+                    init: tuple[float, float] = networks.HELPER_0_1) -> np.ndarray:
     """Test accuracy after one-shot pruning as the post describes ``run``.
 
     Returns an array of shape ``(len(seeds), len(fractions))``: row ``i`` is
     the network trained with ``seeds[i]``, column ``j`` the accuracy with the
     fraction ``fractions[j]`` of all parameters (weights and biases) pruned by
-    the run's saliency and scope. ``variant``, ``init_stddev`` and
-    ``bias_init`` pick the network as in :func:`described_scores`. Example::
+    the run's saliency and scope. ``variant`` and ``init`` pick the network
+    as in :func:`described_scores`. Example::
 
         acc = described_sweep("obd_all_layers_prune", [0.1, 0.2, 0.3])
     """
     run = published.check_run(run)
-    variant = RUN_VARIANTS[run] if variant is None else networks.check_variant(variant)
     if isinstance(fractions, (str, bytes)) or not isinstance(fractions, (Sequence, np.ndarray)):
         raise TypeError(f"fractions must be a sequence of floats, got {fractions!r}")
     if len(fractions) == 0:
         raise ValueError("fractions is empty")
     fractions = [pruning.check_fraction(f, "fractions") for f in fractions]
-    seeds = checks.seeds(seeds)
-    init = networks.check_init(init_stddev, bias_init)
+    variant = RUN_VARIANTS[run] if variant is None else variant
+    configs = networks.post_configs(variant, seeds, init=init)
     scope = published.RUNS[run].scope
-    return np.stack([_one_sweep(run, variant, seed, fractions, scope, init) for seed in seeds])
+    return np.stack([_one_sweep(run, variant, config, fractions, scope) for config in configs])
 
 
-def _one_sweep(run: str, variant: str, seed: int, fractions: list[float], scope: str,
-               init: tuple[float, float]) -> np.ndarray:
-    config = networks.post_config(variant, seed, *init)
-
+def _one_sweep(run: str, variant: str, config: training.TrainConfig, fractions: list[float],
+               scope: str) -> np.ndarray:
     def build() -> dict[str, np.ndarray]:
         trained = training.train_model(config)
-        scores = described_scores(run, seed, variant, init_stddev=init[0], bias_init=init[1])
+        scores = described_scores(run, config.seed, variant,
+                                  init=(config.init_stddev, config.bias_init))
         (_, _), (x_test, y_test) = data.load_mnist()
         return {"accuracy": pruning.sweep(trained.model, scores, fractions, x_test, y_test, scope)}
 

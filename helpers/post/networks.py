@@ -16,7 +16,9 @@ argument and drew kernels with standard deviation 0.1 and biases 0.1
 the post's own checkpoints and shows that it brings the dense accuracies to
 the published ones, so the shared networks (``post_config``,
 ``post_models``) are trained from ``HELPER_0_1``; ``POST_STATED`` stays for
-that chapter's comparison. Only the initial scale differs
+that chapter's comparison. Every helper that trains or reads these networks
+takes the scale as one argument ``init``, a (stddev, bias) pair checked by
+``check_init``. Only the initial scale differs
 between the two: same batches, optimiser and seed, hence the same random
 draw scaled by ``init_stddev / 0.02``. Every network shares the
 trained-model cache with every other chapter.
@@ -53,13 +55,42 @@ POST_STATED: tuple[float, float] = (models.POST_INIT_STDDEV, 0.0)
 HELPER_0_1: tuple[float, float] = (0.1, 0.1)
 
 
-def post_config(variant: str = "plain", seed: int = 0, init_stddev: float = HELPER_0_1[0],
-                bias_init: float = HELPER_0_1[1]) -> training.TrainConfig:
-    """The post's training recipe for one network variant and seed, from the given initial scale."""
+def post_config(variant: str = "plain", seed: int = 0, init_stddev: float | None = None,
+                bias_init: float | None = None, *,
+                init: tuple[float, float] = HELPER_0_1) -> training.TrainConfig:
+    """The post's training recipe for one network variant and seed, from the initial scale ``init``.
+
+    ``init``: (kernel standard deviation, bias value), e.g. ``POST_STATED``.
+    ``init_stddev`` and ``bias_init`` give the same scale as two numbers (chapter
+    "Training the two networks" passes ``*POST_STATED``); give both or neither.
+    """
     variant = check_variant(variant)
-    init_stddev, bias_init = check_init(init_stddev, bias_init)
-    return training.TrainConfig(seed=seed, init_stddev=init_stddev, bias_init=bias_init,
-                                **VARIANTS[variant])
+    seed = checks.seed(seed)
+    return _config(variant, seed, check_init(_two_numbers(init, init_stddev, bias_init)))
+
+
+def post_configs(variant: str = "plain", seeds: Sequence[int] = SEEDS, *,
+                 init: tuple[float, float] = HELPER_0_1) -> list[training.TrainConfig]:
+    """``post_config(variant, seed, init=init)`` for every seed, the arguments checked once."""
+    variant = check_variant(variant)
+    seeds = checks.seeds(seeds)
+    init = check_init(init)
+    return [_config(variant, seed, init) for seed in seeds]
+
+
+def _config(variant: str, seed: int, init: tuple[float, float]) -> training.TrainConfig:
+    return training.TrainConfig(seed=seed, init_stddev=init[0], bias_init=init[1], **VARIANTS[variant])
+
+
+def _two_numbers(init: object, init_stddev: object, bias_init: object) -> object:
+    """``init``, or ``(init_stddev, bias_init)`` when those are given (both, and ``init`` left alone)."""
+    if init_stddev is None and bias_init is None:
+        return init
+    if init_stddev is None or bias_init is None:
+        raise TypeError("init_stddev and bias_init must be given together (or use init=)")
+    if init != HELPER_0_1:
+        raise TypeError("give init or init_stddev and bias_init, not both")
+    return init_stddev, bias_init
 
 
 def check_variant(variant: object) -> str:
@@ -69,19 +100,23 @@ def check_variant(variant: object) -> str:
     return variant
 
 
-def check_init(init_stddev: object, bias_init: object) -> tuple[float, float]:
-    """Validate an initial scale: ``init_stddev`` > 0 and a finite ``bias_init``."""
-    return checks.positive(init_stddev, "init_stddev"), checks.real(bias_init, "bias_init")
+def check_init(init: object) -> tuple[float, float]:
+    """Validate an initial scale ``(init_stddev, bias_init)``: a stddev > 0 and a finite bias."""
+    if not isinstance(init, tuple) or len(init) != 2:
+        raise TypeError(f"init must be a (kernel stddev, bias value) tuple, got {init!r}")
+    return (checks.positive(init[0], "init[0] (init_stddev)"),
+            checks.real(init[1], "init[1] (bias_init)"))
 
 
 def post_models(variant: str = "plain", seeds: Sequence[int] = SEEDS,
-                init_stddev: float = HELPER_0_1[0],
-                bias_init: float = HELPER_0_1[1]) -> list[training.TrainedModel]:
-    """One trained (or cached) network of ``variant`` per seed, from the given initial scale."""
-    seeds = checks.seeds(seeds)
-    init_stddev, bias_init = check_init(init_stddev, bias_init)
-    return training.train_models([post_config(variant, seed, init_stddev, bias_init)
-                                  for seed in seeds])
+                init_stddev: float | None = None, bias_init: float | None = None, *,
+                init: tuple[float, float] = HELPER_0_1) -> list[training.TrainedModel]:
+    """One trained (or cached) network of ``variant`` per seed, from the initial scale ``init``.
+
+    ``init_stddev`` and ``bias_init``: as in ``post_config``.
+    """
+    configs = post_configs(variant, seeds, init=_two_numbers(init, init_stddev, bias_init))
+    return training.train_models(configs)
 
 
 def sweep_over_seeds(trained: Sequence[training.TrainedModel], method: str, scope: str,
