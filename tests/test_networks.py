@@ -48,8 +48,6 @@ def test_post_config_and_post_models_validate_before_work(monkeypatch):
         raise AssertionError("validation must come before any work")
     monkeypatch.setattr(training, "train_models", no_training)
     with pytest.raises(ValueError, match="init_stddev"):
-        networks.post_config("plain", 0, 0.0, 0.1)
-    with pytest.raises(ValueError, match="init_stddev"):
         networks.post_config("plain", 0, init=(0.0, 0.1))
     with pytest.raises(ValueError, match="variant"):
         networks.post_config("huge", 0)
@@ -63,10 +61,14 @@ def test_post_config_and_post_models_validate_before_work(monkeypatch):
         networks.post_models("plain", seeds=[0], init=(0.1, float("inf")))
     with pytest.raises(ValueError, match="bias_init"):
         networks.post_configs("plain", [0], init=(0.1, float("inf")))
-    with pytest.raises(TypeError, match="together"):
-        networks.post_models("plain", [0], 0.1)
-    with pytest.raises(TypeError, match="not both"):
-        networks.post_config("plain", 0, 0.02, 0.0, init=(0.5, 0.0))
+    with pytest.raises(TypeError):  # the scale is one keyword argument, never two numbers
+        networks.post_models("plain", [0], 0.02, 0.0)
+    with pytest.raises(TypeError, match="variants"):
+        networks.post_models_by_variant("plain")
+    with pytest.raises(ValueError, match="variant"):
+        networks.post_models_by_variant(["plain", "huge"])
+    with pytest.raises(ValueError, match="bias_init"):
+        networks.post_models_by_variant(init=(0.1, float("nan")))
 
 
 def test_shared_networks_follow_the_scripts_scale(monkeypatch):
@@ -77,9 +79,12 @@ def test_shared_networks_follow_the_scripts_scale(monkeypatch):
         (0, 0.2, 1e-5, 0.1, 0.1), (1, 0.2, 1e-5, 0.1, 0.1)]
     stated = networks.post_config("plain", 2, init=networks.POST_STATED)
     assert (stated.init_stddev, stated.bias_init) == (0.02, 0.0)
-    assert networks.post_config("plain", 2, *networks.POST_STATED) == stated  # chapter 5's spelling
     assert networks.post_configs("plain", (2,), init=networks.POST_STATED) == [stated]
-    assert networks.post_models("plain", (2,), *networks.POST_STATED) == [stated]
+    assert networks.post_models("plain", (2,), init=networks.POST_STATED) == [stated]
+    # All variants in one batch, handed out per variant in order.
+    by_variant = networks.post_models_by_variant(("plain", "dropout"), (0, 2))
+    assert {v: [(c.dropout, c.seed) for c in cs] for v, cs in by_variant.items()} == {
+        "plain": [(0.0, 0), (0.0, 2)], "dropout": [(0.2, 0), (0.2, 2)]}
     assert stated.to_dict() == training.TrainConfig(seed=2).to_dict(), \
         "the stated scale keeps the cache key of TrainConfig's defaults"
     assert networks.post_config("plain", 2).to_dict() != stated.to_dict()

@@ -55,18 +55,15 @@ POST_STATED: tuple[float, float] = (models.POST_INIT_STDDEV, 0.0)
 HELPER_0_1: tuple[float, float] = (0.1, 0.1)
 
 
-def post_config(variant: str = "plain", seed: int = 0, init_stddev: float | None = None,
-                bias_init: float | None = None, *,
+def post_config(variant: str = "plain", seed: int = 0, *,
                 init: tuple[float, float] = HELPER_0_1) -> training.TrainConfig:
     """The post's training recipe for one network variant and seed, from the initial scale ``init``.
 
     ``init``: (kernel standard deviation, bias value), e.g. ``POST_STATED``.
-    ``init_stddev`` and ``bias_init`` give the same scale as two numbers (chapter
-    "Training the two networks" passes ``*POST_STATED``); give both or neither.
     """
     variant = check_variant(variant)
     seed = checks.seed(seed)
-    return _config(variant, seed, check_init(_two_numbers(init, init_stddev, bias_init)))
+    return _config(variant, seed, check_init(init))
 
 
 def post_configs(variant: str = "plain", seeds: Sequence[int] = SEEDS, *,
@@ -80,17 +77,6 @@ def post_configs(variant: str = "plain", seeds: Sequence[int] = SEEDS, *,
 
 def _config(variant: str, seed: int, init: tuple[float, float]) -> training.TrainConfig:
     return training.TrainConfig(seed=seed, init_stddev=init[0], bias_init=init[1], **VARIANTS[variant])
-
-
-def _two_numbers(init: object, init_stddev: object, bias_init: object) -> object:
-    """``init``, or ``(init_stddev, bias_init)`` when those are given (both, and ``init`` left alone)."""
-    if init_stddev is None and bias_init is None:
-        return init
-    if init_stddev is None or bias_init is None:
-        raise TypeError("init_stddev and bias_init must be given together (or use init=)")
-    if init != HELPER_0_1:
-        raise TypeError("give init or init_stddev and bias_init, not both")
-    return init_stddev, bias_init
 
 
 def check_variant(variant: object) -> str:
@@ -108,15 +94,22 @@ def check_init(init: object) -> tuple[float, float]:
             checks.real(init[1], "init[1] (bias_init)"))
 
 
-def post_models(variant: str = "plain", seeds: Sequence[int] = SEEDS,
-                init_stddev: float | None = None, bias_init: float | None = None, *,
+def post_models(variant: str = "plain", seeds: Sequence[int] = SEEDS, *,
                 init: tuple[float, float] = HELPER_0_1) -> list[training.TrainedModel]:
-    """One trained (or cached) network of ``variant`` per seed, from the initial scale ``init``.
+    """One trained (or cached) network of ``variant`` per seed, from the initial scale ``init``."""
+    return training.train_models(post_configs(variant, seeds, init=init))
 
-    ``init_stddev`` and ``bias_init``: as in ``post_config``.
-    """
-    configs = post_configs(variant, seeds, init=_two_numbers(init, init_stddev, bias_init))
-    return training.train_models(configs)
+
+def post_models_by_variant(variants: Sequence[str] = tuple(VARIANTS), seeds: Sequence[int] = SEEDS,
+                           *, init: tuple[float, float] = HELPER_0_1
+                           ) -> dict[str, list[training.TrainedModel]]:
+    """``{variant: post_models(variant, seeds, init=init)}``, every missing network trained side
+    by side in one batch (chapter "Training the two networks" trains all nine at once)."""
+    if isinstance(variants, (str, bytes)) or not isinstance(variants, Sequence) or not variants:
+        raise TypeError(f"variants must be a non-empty sequence of variant names, got {variants!r}")
+    configs = {check_variant(v): post_configs(v, seeds, init=init) for v in variants}
+    trained = iter(training.train_models([c for cs in configs.values() for c in cs]))
+    return {v: [next(trained) for _ in cs] for v, cs in configs.items()}
 
 
 def sweep_over_seeds(trained: Sequence[training.TrainedModel], method: str, scope: str,
