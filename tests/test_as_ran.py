@@ -337,7 +337,7 @@ def test_replay_with_kernels_runs_in_its_own_process_and_matches():
 
 def test_replays_side_by_side_equal_the_one_at_a_time_replays():
     """Both back ends of one run, computed in two processes at once, then read back from the cache."""
-    out = as_ran.replays_with_kernels(["magnitude_all_layers_prune"])
+    out = as_ran.replays_with_kernels({"magnitude_all_layers_prune": None})  # any iterable of names
     assert set(out) == {True, False} and set(out[True]) == {"magnitude_all_layers_prune"}
     for onednn in (True, False):
         again = as_ran.replay_with_kernels("magnitude_all_layers_prune", onednn=onednn)
@@ -349,6 +349,8 @@ def test_replays_side_by_side_equal_the_one_at_a_time_replays():
 def test_side_by_side_argument_checks():
     with pytest.raises(TypeError, match="runs"):
         as_ran.replays_with_kernels("magnitude_all_layers_prune")
+    with pytest.raises(ValueError, match="runs is empty"):
+        as_ran.replays_with_kernels({})
     with pytest.raises(ValueError, match="run must be one of"):
         as_ran.replays_with_kernels(["nope"])
     with pytest.raises(TypeError, match="variations"):

@@ -37,7 +37,7 @@ import os
 import subprocess
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import keras
 import numpy as np
@@ -566,15 +566,17 @@ def replay_with_kernels(run: str, onednn: bool = True) -> dict[str, np.ndarray]:
     return cache.fetch("post_replay_kernels", key, build, version=cache.code_version(__name__))
 
 
-def replays_with_kernels(runs: Sequence[str] = published.RUNS) -> dict[bool, dict[str, dict]]:
+def replays_with_kernels(runs: Iterable[str] = tuple(published.RUNS)) -> dict[bool, dict[str, dict]]:
     """``replay_with_kernels(run, onednn)`` for every run, both back ends: ``out[onednn][run]``.
 
     Each replay the cache lacks runs in a process of its own; they run side by
     side, one per CPU core (a replay keeps about one core busy).
     """
-    if isinstance(runs, (str, bytes)) or not isinstance(runs, Sequence) or not runs:
-        raise TypeError(f"runs must be a non-empty sequence of run names, got {runs!r}")
+    if isinstance(runs, (str, bytes)) or not isinstance(runs, Iterable):
+        raise TypeError(f"runs must be an iterable of run names (e.g. published.RUNS), got {runs!r}")
     runs = [published.check_run(run) for run in runs]
+    if not runs:
+        raise ValueError("runs is empty")
     jobs = [(run, onednn) for onednn in (True, False) for run in runs]
     done = _side_by_side(lambda job: replay_with_kernels(*job), jobs)
     return {onednn: {run: done[run, onednn] for run in runs} for onednn in (True, False)}
