@@ -75,7 +75,8 @@ def main() -> int:
         shutil.rmtree(work, ignore_errors=True)
 
     lines = [f"Measured on {platform.machine()} with {os.cpu_count()} cores, Python "
-             f"{platform.python_version()}: `pytest --nbval notebooks`, cold (empty model cache) then warm.",
+             f"{platform.python_version()}: `pytest -n 2 --dist loadscope --nbval notebooks` "
+             "(two chapters at a time), cold (empty model cache) then warm.",
              "", "| chapter | cold (s) | warm (s) |", "|---|---:|---:|"]
     for name in sorted(chapters["cold"]):
         lines.append(f"| {name} | {chapters['cold'][name]:.0f} | {chapters['warm'].get(name, 0.0):.0f} |")
