@@ -64,6 +64,46 @@ def test_transplant_rejects_mismatched_shapes():
         observations.transplant_allocation(np.ones(3), [np.ones(3)])
 
 
+def test_allocation_grid_crosses_allocations_with_rankings():
+    model = small_mlp(SIZES)
+    x, y = small_data(SIZES)
+    rng = np.random.default_rng(4)
+    scores = {"magnitude": [np.abs(w) for w in model.get_weights()],
+              "obd": [rng.random(w.shape) for w in model.get_weights()]}
+    levels = [0.3, 0.5]
+    grid = observations.allocation_grid(model, scores, levels, x, y)
+    assert grid.shape == (len(observations.ALLOCATIONS), len(observations.INSIDE_RANKINGS))
+    for j, rank in enumerate(observations.INSIDE_RANKINGS):
+        uniform = pruning.sweep(model, scores[rank], levels, x, y, "layer").mean()
+        assert grid[0, j] == pytest.approx(uniform)
+    # An allocation with its own ranking inside is the global ranking itself.
+    assert grid[1, 0] == pytest.approx(pruning.sweep(model, scores["magnitude"], levels, x, y).mean())
+    assert grid[2, 1] == pytest.approx(pruning.sweep(model, scores["obd"], levels, x, y).mean())
+    with pytest.raises(ValueError, match="scores"):
+        observations.allocation_grid(model, {"magnitude": scores["magnitude"]}, levels, x, y)
+
+
+def test_tensor_loss_changes_predict_and_measure_each_tensor():
+    model = small_mlp(SIZES)
+    x, y = small_data(SIZES)
+    saliencies = [np.abs(w) for w in model.get_weights()]
+    before = [w.copy() for w in model.get_weights()]
+    predicted, measured = observations.tensor_loss_changes(model, saliencies, 0.5, "layer", x, y)
+    masks = pruning.prune_masks(saliencies, 0.5, "layer")
+    assert predicted.shape == measured.shape == (7,)
+    assert predicted[:-1] == pytest.approx([float(np.sum(s * (1 - m))) for s, m in zip(saliencies, masks)])
+    assert predicted[-1] == pytest.approx(predicted[:-1].sum())
+    e0 = metrics.mean_loss(model, x, y)
+    with pruning.pruned(model, masks):
+        assert measured[-1] == pytest.approx(metrics.mean_loss(model, x, y) - e0)
+    assert measured[2] == pytest.approx(observations.loss_increase(model, masks, x, y, 2))
+    assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+    with pytest.raises(ValueError, match="tensor"):
+        observations.loss_increase(model, masks, x, y, 6)
+    with pytest.raises(ValueError, match="saliencies"):
+        observations.tensor_loss_changes(model, saliencies[:-1], 0.5, "layer", x, y)
+
+
 # --------------------------------------------------------------------------- activations
 
 def test_pre_activations_match_the_model_with_and_without_masks():
@@ -121,6 +161,68 @@ def test_layer_activity_rejects_bad_masks():
         observations.layer_activity(model, x[:, :3], y)
 
 
+def test_ranking_scores_order_each_ranking():
+    w = [np.array([[-2.0, 0.5], [1.5, -0.1]], np.float32), np.array([0.3, -0.7], np.float32)]
+    flat = np.concatenate([a.ravel() for a in w])
+
+    def order(ranking, rng=None):
+        return np.argsort(np.concatenate([s.ravel() for s in observations.ranking_scores(w, ranking, rng)]),
+                          kind="stable")
+
+    assert order("smallest |w|")[0] == np.argmin(np.abs(flat))
+    assert order("most negative")[0] == np.argmin(flat)
+    assert order("most positive")[0] == np.argmax(flat)
+    assert order("largest |w|")[0] == np.argmax(np.abs(flat))
+    first = observations.ranking_scores(w, "random", np.random.default_rng(5))
+    again = observations.ranking_scores(w, "random", np.random.default_rng(5))
+    assert all(np.array_equal(a, b) and a.shape == v.shape for a, b, v in zip(first, again, w))
+    most_negative = observations.ranking_scores(w, "most negative")
+    most_negative[0][0, 0] = 9.0
+    assert w[0][0, 0] == -2.0  # the scores are a copy
+    assert set(observations.RANKINGS) == {"smallest |w|", "most negative", "most positive",
+                                          "largest |w|", "random"}
+
+
+def test_ranking_scores_rejects_bad_arguments():
+    w = [np.ones((2, 2))]
+    with pytest.raises(ValueError, match="ranking"):
+        observations.ranking_scores(w, "largest")
+    with pytest.raises(TypeError, match="rng"):
+        observations.ranking_scores(w, "random")
+    with pytest.raises(TypeError, match="weights"):
+        observations.ranking_scores(np.ones(3), "most negative")
+
+
+def test_activity_after_prunes_by_the_ranking():
+    model = small_mlp(SIZES)
+    x, y = small_data(SIZES)
+    masks = pruning.prune_masks(observations.ranking_scores(model.get_weights(), "most negative"), 0.2)
+    want = observations.layer_activity(model, x, y, masks)
+    got = observations.activity_after(model, "most negative", 0.2, x, y)
+    assert np.array_equal(got.mean_activation, want.mean_activation) and got.accuracy == want.accuracy
+    dense = observations.activity_after(model, "smallest |w|", 0.0, x, y)
+    assert dense.accuracy == observations.layer_activity(model, x, y).accuracy
+
+
+def test_accuracy_with_part_applies_only_the_named_tensors():
+    model = small_mlp(SIZES)
+    x, y = small_data(SIZES)
+    masks = pruning.prune_masks(observations.ranking_scores(model.get_weights(), "largest |w|"), 0.4)
+    before = [w.copy() for w in model.get_weights()]
+    everything = observations.accuracy_with_part(model, masks, range(6), x, y)
+    assert everything == observations.layer_activity(model, x, y, masks).accuracy
+    assert observations.accuracy_with_part(model, masks, [], x, y) == \
+        observations.layer_activity(model, x, y).accuracy
+    only_first = [m if i == 0 else np.ones_like(m) for i, m in enumerate(masks)]
+    assert observations.accuracy_with_part(model, masks, [0], x, y) == \
+        observations.layer_activity(model, x, y, only_first).accuracy
+    assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+    with pytest.raises(ValueError, match="tensors"):
+        observations.accuracy_with_part(model, masks, [6], x, y)
+    with pytest.raises(TypeError, match="tensors"):
+        observations.accuracy_with_part(model, masks, "01", x, y)
+
+
 # --------------------------------------------------------------------------- Taylor terms
 
 def test_taylor_terms_against_the_brute_force_hessian():
@@ -164,6 +266,27 @@ def test_taylor_terms_rejects_bad_deletion_sets():
     with pytest.raises(ValueError, match="batch_size"):
         observations.taylor_terms(model, x, y, [[np.ones_like(w) for w in model.get_weights()]],
                                   batch_size=0)
+
+
+def test_q_over_d_is_the_quadratic_over_the_diagonal_of_each_set():
+    model = small_mlp(SIZES)
+    x, y = small_data(SIZES, n=60)
+    rng = np.random.default_rng(2)
+    weights = model.get_weights()
+    rankings = {"magnitude": [[np.abs(w) for w in weights]],
+                "random": [[rng.random(w.shape) for w in weights] for _ in range(2)]}
+    sets = observations.deletion_sets(rankings, (0.2, 0.5))
+    assert [len(d) for d in sets.values()] == [1, 2] and all(len(m) == 2 for d in sets.values() for m in d)
+    assert all(np.array_equal(a, b) for a, b in
+               zip(sets["magnitude"][0][1], pruning.prune_masks(rankings["magnitude"][0], 0.5)))
+    ratios = observations.q_over_d(model, x, y, sets)
+    assert ratios["magnitude"].shape == (1, 2) and ratios["random"].shape == (2, 2)
+    t = observations.taylor_terms(model, x, y, sets["random"][1])
+    assert np.allclose(ratios["random"][1], t.quadratic / t.diagonal)
+    with pytest.raises(TypeError, match="rankings"):
+        observations.deletion_sets({}, (0.2,))
+    with pytest.raises(TypeError, match="sets"):
+        observations.q_over_d(model, x, y, [])
 
 
 # --------------------------------------------------------------------------- crossings
@@ -226,6 +349,21 @@ def test_crossing_rejects_bad_arguments(kwargs, error):
     args = dict(fractions=FRACTIONS, acc_a=np.ones(5), acc_b=np.zeros(5)) | kwargs
     with pytest.raises(error, match=next(iter(kwargs))):
         observations.crossing(**args)
+
+
+def test_crossing_rule_gives_the_heights_after_a_crossing():
+    a = np.array([[0.1, 0.2, 0.3, 0.6, 0.7], [0.1, 0.2, 0.3, 0.5, 0.9]])
+    b = np.full((2, 5), 0.4)
+    c, heights = observations.crossing_rule(FRACTIONS, a, b, margin=0.02)
+    assert observations.crosses(c) and c.mean_from == pytest.approx(0.4)
+    assert heights == pytest.approx((0.8, 0.4))
+    from_zero = [0.0] + FRACTIONS[1:]
+    ahead = observations.crossing_rule(from_zero, b + 0.1, b, margin=0.02)
+    assert ahead[0].mean_from == 0.0 and not observations.crosses(ahead[0])
+    assert ahead[1] is None  # a lead from 0 % on is not a crossing
+    assert observations.crossing_rule(FRACTIONS, b - 0.1, b, margin=0.0)[1] is None
+    with pytest.raises(TypeError, match="Crossing"):
+        observations.crosses(0.4)
 
 
 # --------------------------------------------------------------------------- as-ran OBD

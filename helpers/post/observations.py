@@ -2,16 +2,25 @@
 
 One module for the four chapters of Part III:
 
-- "Magnitude pruning collapses" (09): :func:`layer_activity`, what a pruned
-  network's hidden ReLU layers and logits do on a set of images;
+- "Magnitude pruning collapses" (09): :func:`ranking_scores`, the five
+  rankings the chapter compares (``RANKINGS``); :func:`layer_activity` and
+  :func:`activity_after`, what a pruned network's hidden ReLU layers and
+  logits do on a set of images; :func:`accuracy_with_part`, the accuracy with
+  only some tensors' deletions applied;
 - "All-layer beats layer-wise" (10): :func:`tensor_names`,
-  :func:`normalised_magnitude` (|w| over the spread of its own tensor) and
+  :func:`normalised_magnitude` (|w| over the spread of its own tensor),
   :func:`transplant_allocation` (the per-tensor counts of one global ranking
-  with the within-tensor order of another);
+  with the within-tensor order of another) and :func:`allocation_grid`, every
+  allocation crossed with every ranking; :func:`loss_increase` and
+  :func:`tensor_loss_changes`, the loss change a deletion set predicts and
+  causes, tensor by tensor;
 - "Dropout and the diagonal" (11): :func:`taylor_terms`, the terms of the
   second-order expansion of the loss for given deletion sets (``taylor.expand_many``);
+  :func:`deletion_sets` and :func:`q_over_d`, the off-diagonal share of the
+  quadratic form on the same sets in different networks;
 - "Dropout under heavy pruning" (12): :func:`crossing`, where one accuracy
-  curve with a band over seeds overtakes another for good;
+  curve with a band over seeds overtakes another for good, and
+  :func:`crossing_rule` with :func:`crosses`, the chapter's rule built on it;
 - chapters 10 and 12: :func:`as_ran_obd_sweep`, the post's OBD loop as it
   ran (``as_ran.obd_as_ran``) on any network variant, over seeds.
 
@@ -27,7 +36,7 @@ from dataclasses import dataclass, fields
 import keras
 import numpy as np
 
-from helpers import cache, checks, data, hessian, network, pruning, taylor, training
+from helpers import cache, checks, data, hessian, metrics, network, pruning, taylor, training
 from helpers.post import as_ran, networks
 
 
@@ -90,6 +99,113 @@ def transplant_allocation(allocation_scores: Sequence[np.ndarray],
         new[np.argsort(r.ravel(), kind="stable")] = mine
         out.append(new.reshape(r.shape))
     return out
+
+
+#: The allocations of chapter 10's transplant grid (rows of :func:`allocation_grid`):
+#: uniform (layer-wise), by weight scale (global ``|w|``), by sensitivity (global OBD).
+ALLOCATIONS: tuple[str, ...] = ("uniform", "|w|", "OBD")
+#: The rankings inside each tensor (columns of :func:`allocation_grid`), keys of its ``scores``.
+INSIDE_RANKINGS: tuple[str, ...] = ("magnitude", "obd")
+
+
+def allocation_grid(model: keras.Model, scores: dict[str, Sequence[np.ndarray]],
+                    fractions: Sequence[float], x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Mean accuracy over ``fractions`` of every allocation with every ranking, chapter 10.
+
+    ``scores``: ``{"magnitude": |w| scores, "obd": OBD saliencies}`` of ``model``.
+    Returns shape ``(len(ALLOCATIONS), len(INSIDE_RANKINGS))``: entry ``(i, j)`` prunes
+    with the per-tensor counts of allocation ``ALLOCATIONS[i]`` ("uniform": the same
+    share of every tensor, a layer-wise ranking; "|w|" and "OBD": the counts of a
+    global ranking by that score, :func:`transplant_allocation`), choosing inside each
+    tensor by ``INSIDE_RANKINGS[j]``, and averages the accuracy on ``(x, y)`` over the
+    levels of ``fractions``.
+    """
+    chain = network.dense_chain(model)
+    x, y = network.check_xy(x, y, chain.input_width, chain.n_classes)
+    fractions = pruning.check_fractions(fractions)
+    if not isinstance(scores, dict) or set(scores) != set(INSIDE_RANKINGS):
+        raise ValueError(f"scores must be a dict with the keys {INSIDE_RANKINGS}")
+    weights = chain.weights()
+    checked = {m: _like_weights(weights, scores[m], f"scores[{m!r}]") for m in INSIDE_RANKINGS}
+    allocation = {"|w|": checked["magnitude"], "OBD": checked["obd"]}
+    grid = np.zeros((len(ALLOCATIONS), len(INSIDE_RANKINGS)))
+    for j, rank in enumerate(INSIDE_RANKINGS):
+        r = checked[rank]
+        for i, a in enumerate(ALLOCATIONS):
+            if a == "uniform":
+                mixed, scope = r, "layer"
+            else:
+                mixed, scope = transplant_allocation(allocation[a], r), "global"
+            grid[i, j] = pruning.sweep(model, mixed, fractions, x, y, scope).mean()
+    return grid
+
+
+def loss_increase(model: keras.Model, masks: Sequence[np.ndarray], x: np.ndarray, y: np.ndarray,
+                  tensor: int | None = None) -> float:
+    """Increase of the mean loss on ``(x, y)`` from the deletions of ``masks`` (chapter 10).
+
+    ``tensor``: apply only the deletions of that tensor (an index into
+    ``model.trainable_weights``). The model's weights are restored afterwards.
+    """
+    chain = network.dense_chain(model)
+    x, y = network.check_xy(x, y, chain.input_width, chain.n_classes)
+    masks = pruning.check_masks(masks, chain.weights(), "masks")
+    if tensor is not None:
+        tensor = checks.integer(tensor, "tensor", low=0)
+        if not 0 <= tensor < len(masks):
+            raise ValueError(f"tensor must be in [0, {len(masks)}), got {tensor}")
+        masks = [m if k == tensor else np.ones_like(m) for k, m in enumerate(masks)]
+    e0 = metrics.mean_loss(model, x, y)
+    with pruning.pruned(model, masks):
+        return metrics.mean_loss(model, x, y) - e0
+
+
+def tensor_loss_changes(model: keras.Model, saliencies: Sequence[np.ndarray], fraction: float,
+                        scope: str, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Predicted and measured loss increase of one OBD deletion set, tensor by tensor (chapter 10).
+
+    The set prunes ``fraction`` of ``model``'s parameters by ``saliencies`` in
+    ``scope``. Returns ``(predicted, measured)``, each of length ``n_tensors + 1``:
+    entry ``k`` for the deletions of tensor ``k`` alone, the last for all of them.
+    Predicted is the sum of the saliencies of the deleted parameters (the last
+    entry: the sum over tensors); measured is :func:`loss_increase` on ``(x, y)``.
+    """
+    chain = network.dense_chain(model)
+    x, y = network.check_xy(x, y, chain.input_width, chain.n_classes)
+    saliencies = _like_weights(chain.weights(), saliencies, "saliencies")
+    masks = pruning.prune_masks(saliencies, fraction, scope)
+    predicted = [float(np.sum(s * (1 - m))) for s, m in zip(saliencies, masks)]
+    measured = [loss_increase(model, masks, x, y, k) for k in range(len(masks))]
+    return (np.array(predicted + [sum(predicted)]),
+            np.array(measured + [loss_increase(model, masks, x, y)]))
+
+
+# --------------------------------------------------------------------------- rankings
+
+#: The five rankings of chapter 09 (:func:`ranking_scores`), each pruning its lowest scores first.
+RANKINGS: tuple[str, ...] = ("smallest |w|", "most negative", "most positive", "largest |w|", "random")
+
+
+def ranking_scores(weights: Sequence[np.ndarray], ranking: str,
+                   rng: np.random.Generator | None = None) -> list[np.ndarray]:
+    """Scores of ``weights`` under one of chapter 09's rankings, lowest pruned first.
+
+    ``ranking``, one of ``RANKINGS``: "smallest |w|" scores ``|u_k|`` (magnitude
+    pruning as the post describes it), "most negative" ``u_k`` (as its scripts
+    ran), "most positive" ``-u_k``, "largest |w|" ``-|u_k|``, and "random"
+    uniform noise drawn from ``rng``, which it needs (and advances); the other
+    rankings ignore ``rng``.
+    """
+    weights = pruning.check_scores(weights, name="weights")
+    if not isinstance(ranking, str) or ranking not in RANKINGS:
+        raise ValueError(f"ranking must be one of {RANKINGS}, got {ranking!r}")
+    if ranking == "random":
+        if not isinstance(rng, np.random.Generator):
+            raise TypeError(f"rng must be a numpy Generator for the random ranking, got {rng!r}")
+        return [rng.random(w.shape) for w in weights]
+    rules = {"smallest |w|": np.abs, "most negative": lambda w: w.copy(),
+             "most positive": np.negative, "largest |w|": lambda w: -np.abs(w)}
+    return [rules[ranking](w) for w in weights]
 
 
 # --------------------------------------------------------------------------- activations
@@ -156,6 +272,36 @@ def layer_activity(model: keras.Model, x: np.ndarray, y: np.ndarray,
     )
 
 
+def activity_after(model: keras.Model, ranking: str, fraction: float, x: np.ndarray,
+                   y: np.ndarray, rng: np.random.Generator | None = None) -> LayerActivity:
+    """:func:`layer_activity` on ``(x, y)`` after pruning ``fraction`` of ``model``'s
+    parameters over all layers by ``ranking`` (:func:`ranking_scores`), chapter 09.
+
+    The model itself is not modified.
+    """
+    weights = network.dense_chain(model).weights()
+    masks = pruning.prune_masks(ranking_scores(weights, ranking, rng), fraction)
+    return layer_activity(model, x, y, masks)
+
+
+def accuracy_with_part(model: keras.Model, masks: Sequence[np.ndarray], tensors: Sequence[int],
+                       x: np.ndarray, y: np.ndarray) -> float:
+    """Accuracy on ``(x, y)`` with only the deletions of ``masks`` that lie in ``tensors``
+    (indices into ``model.trainable_weights``) applied, chapter 09.
+
+    Shows which part of a deletion set does the damage. The model is not modified.
+    """
+    weights = network.dense_chain(model).weights()
+    masks = pruning.check_masks(masks, weights, "masks")
+    if isinstance(tensors, (str, bytes)) or not isinstance(tensors, Sequence):
+        raise TypeError(f"tensors must be a sequence of tensor indices, got {tensors!r}")
+    keep = {checks.integer(i, "tensors", low=0) for i in tensors}
+    if not keep <= set(range(len(masks))):
+        raise ValueError(f"tensors must be indices in [0, {len(masks)}), got {list(tensors)}")
+    part = [m if i in keep else np.ones_like(m) for i, m in enumerate(masks)]
+    return layer_activity(model, x, y, part).accuracy
+
+
 # --------------------------------------------------------------------------- Taylor terms
 
 @dataclass(frozen=True)
@@ -206,6 +352,46 @@ def taylor_terms(model: keras.Model, x: np.ndarray, y: np.ndarray,
     rows = [e.as_dict() for e in expansions]
     return TaylorTerms(**{f.name: np.array([r[f.name] for r in rows])
                           for f in fields(TaylorTerms)})
+
+
+def deletion_sets(rankings: dict[str, Sequence[Sequence[np.ndarray]]], fractions: Sequence[float]
+                  ) -> dict[str, list[list[list[np.ndarray]]]]:
+    """The global deletion sets of several rankings at several fractions (chapter 11).
+
+    ``rankings``: kind -> list of score lists (one per draw, e.g. two random
+    draws). Returns kind -> per draw, the ``pruning.prune_masks`` masks at each
+    of ``fractions``: the sets to apply unchanged to every network compared.
+    """
+    if not isinstance(rankings, dict) or not rankings:
+        raise TypeError("rankings must be a non-empty dict: kind -> list of score lists")
+    fractions = pruning.check_fractions(fractions)
+    out = {}
+    for kind, draws in rankings.items():
+        if isinstance(draws, (str, bytes, np.ndarray)) or not isinstance(draws, Sequence) or not draws:
+            raise TypeError(f"rankings[{kind!r}] must be a non-empty list of score lists")
+        out[kind] = [[pruning.prune_masks(scores, f) for f in fractions] for scores in draws]
+    return out
+
+
+def q_over_d(model: keras.Model, x: np.ndarray, y: np.ndarray,
+             sets: dict[str, Sequence[Sequence[Sequence[np.ndarray]]]]) -> dict[str, np.ndarray]:
+    """``Q / D`` of ``model`` on every deletion set of ``sets`` (chapter 11).
+
+    ``sets`` as :func:`deletion_sets` returns it. ``Q / D`` is
+    ``quadratic / diagonal`` of :func:`taylor_terms` on ``(x, y)``: the whole
+    quadratic form of the deletion over its diagonal part (1: the cross terms
+    cancel). Returns kind -> array of shape ``(draws, fractions)``.
+    """
+    if not isinstance(sets, dict) or not sets:
+        raise TypeError("sets must be a non-empty dict as deletion_sets returns it")
+    width = {len(masks) for draws in sets.values() for masks in draws}
+    if len(width) != 1:
+        raise ValueError("every draw of sets must hold the same number of fractions")
+    n = width.pop()
+    flat = [m for draws in sets.values() for masks in draws for m in masks]
+    t = taylor_terms(model, x, y, flat)
+    ratios = iter((t.quadratic / t.diagonal).reshape(-1, n))
+    return {kind: np.array([next(ratios) for _ in draws]) for kind, draws in sets.items()}
 
 
 # --------------------------------------------------------------------------- crossings
@@ -280,6 +466,34 @@ def crossing(fractions: Sequence[float], acc_a: np.ndarray, acc_b: np.ndarray,
                     interpolated, changes, float(diff[i_mean:].min()))
 
 
+def crosses(c: Crossing) -> bool:
+    """Chapter 12's rule: ``a`` crosses ``b`` if it leads by more than the margin to the grid's
+    end from some level above 0 (``mean_from > 0``); a curve ahead from 0 on leads, it
+    does not cross."""
+    if not isinstance(c, Crossing):
+        raise TypeError(f"c must be a Crossing, got {type(c).__name__}")
+    return c.mean_from is not None and c.mean_from > 0
+
+
+def crossing_rule(fractions: Sequence[float], acc_a: np.ndarray, acc_b: np.ndarray,
+                  margin: float) -> tuple[Crossing, tuple[float, float] | None]:
+    """:func:`crossing` of ``acc_a`` over ``acc_b``, and how high both are once it has happened
+    (chapter 12).
+
+    Returns ``(crossing, heights)``; ``heights`` is ``None`` unless
+    :func:`crosses` holds, else the highest mean over seeds of ``a`` and of ``b``
+    at ``mean_from`` and every later level: a lead between two curves near
+    chance says little.
+    """
+    c = crossing(fractions, acc_a, acc_b, margin=margin)
+    if not crosses(c):
+        return c, None
+    f = np.asarray(fractions, dtype=np.float64)
+    after = f >= c.mean_from - 1e-9
+    a, b = np.atleast_2d(acc_a), np.atleast_2d(acc_b)
+    return c, (float(a[:, after].mean(0).max()), float(b[:, after].mean(0).max()))
+
+
 # --------------------------------------------------------------------------- as-ran OBD
 
 #: The published OBD run that used each (variant, scope), whose cached curve
@@ -340,6 +554,12 @@ def _masked_layers(chain: network.DenseChain, masks: Sequence[np.ndarray] | None
         masks = pruning.check_masks(masks, weights, "masks")
         weights = [w * m for w, m in zip(weights, masks)]
     return network.kernels_and_biases([w.astype(np.float64) for w in weights], chain.layout)
+
+
+def _like_weights(weights: Sequence[np.ndarray], arrays: object, name: str) -> list[np.ndarray]:
+    """``arrays`` checked to be finite numbers shaped like ``weights``, in their own dtype."""
+    network.check_like(weights, arrays, name, np.float64)
+    return [np.asarray(a) for a in arrays]
 
 
 def _check_curves(acc: object, n: int, name: str) -> np.ndarray:
