@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from helpers import cache, cnn, retraining, training  # noqa: E402
 from helpers.chapters import tiny  # noqa: E402
+from helpers.post import networks  # noqa: E402
 
 #: kind -> the module whose code builds it (its ``code_version``) and how to build it from its key.
 BUILDERS = {
@@ -66,9 +67,8 @@ def sample(entries: list[dict]) -> list[dict]:
         config = entry["config"]
         return config.get("seed", config.get("trained", {}).get("seed")) == 0
 
-    chosen = [e for e in entries if e["kind"] == "model" and seed0(e)
-              and (e["config"]["init_stddev"], e["config"]["bias_init"]) == (0.1, 0.1)
-              and e["config"]["steps"] == 50_001 and e["config"]["layer_sizes"] == [784, 300, 100, 50, 20, 10]]
+    shared = [networks.post_config(variant, 0).to_dict() for variant in networks.VARIANTS]
+    chosen = [e for e in entries if e["kind"] == "model" and e["config"] in shared]
     for kind in ("cnn", "tiny_model"):
         chosen += [e for e in entries if e["kind"] == kind and seed0(e)][:1]
     runs = [e for e in entries if e["kind"] == "retrain" and seed0(e)
