@@ -84,7 +84,9 @@ def code_version(module: str) -> str:
     The result names the TensorFlow, Keras and NumPy versions and a sha256 over
     what the code of ``module`` and of every module of the ``helpers`` package it
     imports does: the syntax tree of each source, without its docstrings, comments
-    and line numbers (:func:`code_digest`). Imports count directly or through other
+    and line numbers (:func:`code_digest`); this module is left out, since it stores
+    results and computes none (its file format has a version of its own). Imports
+    count directly or through other
     helpers modules: ``from helpers import a``, ``from helpers.post import b``,
     ``import helpers.c``, relative imports and imports inside functions. Editing the
     code of any of them changes the version, so the entry is rebuilt rather than
@@ -134,7 +136,7 @@ def _source_version(module: str) -> str:
     import tensorflow as tf
 
     digest = hashlib.sha256()
-    for name in sorted(dependencies(module)):
+    for name in sorted(dependencies(module) - {__name__}):  # this module stores results, computes none
         digest.update(f"{name}\0{code_digest(_module_file(name).read_bytes())}\0".encode())
     return (f"code-{digest.hexdigest()[:16]} tensorflow-{tf.__version__} "
             f"keras-{keras.__version__} numpy-{np.__version__}")
@@ -350,19 +352,23 @@ def shipped_entries() -> list[dict[str, Any]]:
 
 
 def ship(kind: str, config: Mapping[str, Any], arrays: Mapping[str, np.ndarray], *,
-         version: str) -> Path:
+         version: str, into: Path | None = None) -> Path:
     """Store ``arrays`` as the shipped result of ``(kind, config)``; return its file.
 
     Appendix. Used by ``make networks`` (``scripts/ship_networks.py``). The file
-    is written compressed and atomically, and the manifest records its checksum
-    and what produced it: ``version`` (pass ``code_version`` of the building
-    module), the Python version, the machine and its CPU's instruction sets.
+    is written compressed and atomically into :func:`shipped_dir` (or the folder
+    ``into``), and the manifest there records its checksum and what produced it:
+    ``version`` (pass ``source_version`` of the building module), the Python
+    version, the machine and its CPU's instruction sets.
     """
     _check_kind(kind)
     _check_version(version)
+    if into is not None and not isinstance(into, Path):
+        raise TypeError(f"into must be a pathlib.Path or None, got {type(into).__name__}")
     plain = _plain_config(config)
     arrays = _checked_result(dict(arrays))
-    root = shipped_dir()
+    root = shipped_dir() if into is None else into
+    root.mkdir(parents=True, exist_ok=True)
     identity = {"kind": kind, "config": plain}
     path = root / _shipped_name(identity)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -21,10 +21,16 @@ SCRIPT = ROOT / "scripts" / "ship_networks.py"
 #: The module whose code builds each shipped kind.
 BUILDING = {"model": "helpers.training", "cnn": "helpers.cnn", "tiny_model": "helpers.chapters.tiny",
             "retrain": "helpers.retraining"}
-#: How far a retrained result may lie from the shipped one on another CPU (or with other kernels):
-#: the issue measured 0.0010 between two CPUs on the dense accuracy of the shared networks.
-ACCURACY_TOLERANCE = 0.003
-CURVE_TOLERANCE = 0.006  # test accuracy along a training curve, from step 5,000 on
+#: How far a retrained result may lie from the shipped one on another CPU (or with other kernels),
+#: as (final value, along the curve). Measured with oneDNN limited to AVX2 against the AVX-512
+#: machine that produced them: dense networks 0.0009 along their test-accuracy curves (the issue
+#: saw 0.0010 between two CPUs), the CNN 0.0006 from step 5,000 on, a retraining run 0.0011 on its
+#: final test accuracy and 0.0032 along its curves (from the same shipped network, as chapter 13
+#: retrains them); right after a pruning step (before retraining) 0.0044, since the scores'
+#: near-ties fall the other way. Tolerances: about three times these.
+TOLERANCES = {"history_test_accuracy": (0.003, 0.003), "accuracy": (0.006, 0.006),
+              "val_accuracy": (0.006, 0.006), "log_test_accuracy": (0.006, 0.01),
+              "log_val_accuracy": (0.006, 0.01), "pruned_accuracy": (0.015, 0.015)}
 
 
 def test_every_shipped_file_is_listed_intact_and_small() -> None:
@@ -100,17 +106,17 @@ def test_retraining_here_agrees_with_the_shipped_results(tmp_path) -> None:
         old = dict(np.load(cache.shipped_dir() / name))
         if _same_machine(shipped[name]["produced_by"]):
             assert all(np.array_equal(new[k], old[k]) for k in old), f"{name} differs on the same machine"
-        for key in old:
-            if key.endswith("accuracy") and old[key].ndim == 1:
-                late = slice(None) if entry["kind"] == "retrain" else old.get("history_step", 0) >= 5000
-                assert np.max(np.abs(new[key][late] - old[key][late])) <= CURVE_TOLERANCE, (name, key)
-                assert abs(new[key][-1] - old[key][-1]) <= ACCURACY_TOLERANCE, (name, key)
+        for key, (final, along) in TOLERANCES.items():
+            if key in old:
+                late = old["history_step"] >= 5000 if "history_step" in old else slice(None)
+                assert np.max(np.abs(new[key][late] - old[key][late])) <= along, (name, key)
+                assert abs(new[key][-1] - old[key][-1]) <= final, (name, key)
         if entry["kind"] == "tiny_model":  # no curve stored: compare its test accuracy
             config = tiny.TinyConfig(**{k: tuple(v) if isinstance(v, list) else v
                                         for k, v in entry["config"].items()})
             _, (x_test, y_test) = tiny.tiny_data(config)
             accuracy = [metrics.accuracy(_tiny_model(config, arrays), x_test, y_test) for arrays in (new, old)]
-            assert abs(accuracy[0] - accuracy[1]) <= ACCURACY_TOLERANCE, accuracy
+            assert abs(accuracy[0] - accuracy[1]) <= TOLERANCES["accuracy"][0], accuracy
 
 
 def _tiny_model(config, arrays: dict):
