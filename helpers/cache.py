@@ -39,10 +39,13 @@ from typing import Any
 import numpy as np
 from filelock import FileLock
 
-__all__ = ["CacheWarning", "build_side_by_side", "cache_dir", "clear_cache", "code_version", "dependencies",
-           "fetch"]
+__all__ = ["CacheWarning", "build_side_by_side", "cache_dir", "clear_cache", "code_digest", "code_version",
+           "dependencies", "fetch", "has", "ship", "shipped", "shipped_dir", "shipped_entries",
+           "source_version"]
 
 _ENV_VAR = "OBD_CACHE_DIR"
+_SHIPPED_ENV = "OBD_SHIPPED_DIR"
+_MANIFEST = "manifest.json"
 _META_KEY = "__cache_meta__"
 _FORMAT = 1
 _KIND_PATTERN = re.compile(r"[A-Za-z0-9_-]+")
@@ -79,32 +82,72 @@ def code_version(module: str) -> str:
 
     Pass ``__name__``: ``fetch(kind, config, build, version=code_version(__name__))``.
     The result names the TensorFlow, Keras and NumPy versions and a sha256 over
-    the raw source (comments included) of ``module`` and of every module of the
-    ``helpers`` package it imports, directly or through other helpers modules:
-    ``from helpers import a``, ``from helpers.post import b``, ``import helpers.c``,
-    relative imports and imports inside functions all count. Editing any of them
-    changes the version, so the entry is rebuilt rather than read stale. A
-    package's ``__init__.py`` counts only when a name is imported from it, and
-    data files next to the code (the post's checkpoints, its published numbers)
-    do not count: they are verified by their own checksums. The sources are
-    read once per process, which is when the running code was imported.
+    what the code of ``module`` and of every module of the ``helpers`` package it
+    imports does: the syntax tree of each source, without its docstrings, comments
+    and line numbers (:func:`code_digest`); this module is left out, since it stores
+    results and computes none (its file format has a version of its own). Imports
+    count directly or through other
+    helpers modules: ``from helpers import a``, ``from helpers.post import b``,
+    ``import helpers.c``, relative imports and imports inside functions. Editing the
+    code of any of them changes the version, so the entry is rebuilt rather than
+    read stale; editing only a docstring or a comment keeps it. The manifest of the
+    shipped networks (:func:`shipped_dir`) counts too, so results computed from a
+    shipped network are recomputed when it is replaced. A package's ``__init__.py``
+    counts only when a name is imported from it, and other data files next to the
+    code (the post's checkpoints, its published numbers) do not count: they are
+    verified by their own checksums. The sources are read once per process, which
+    is when the running code was imported.
     """
     _check_module(module)
     return _code_version(module)
 
 
+def code_digest(source: str | bytes) -> str:
+    """sha256 of what Python source does: its syntax tree without docstrings, comments or positions.
+
+    Appendix. A docstring is the string literal that opens a module, class or function
+    body; it is replaced by nothing (an empty body keeps a ``pass``), so rewording
+    documentation keeps the digest and any change to the code changes it.
+    """
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+                    and isinstance(body[0].value.value, str):
+                node.body = body[1:] or [ast.Pass()]
+    return hashlib.sha256(ast.dump(tree, include_attributes=False).encode()).hexdigest()
+
+
+def source_version(module: str) -> str:
+    """:func:`code_version` without the shipped networks: the code and the library versions only.
+
+    What the manifest of the shipped networks records as their producer, so a test
+    can tell when the code that trains them has changed since (Appendix).
+    """
+    _check_module(module)
+    return _source_version(module)
+
+
 @functools.cache
-def _code_version(module: str) -> str:
-    """:func:`code_version` after its checks, memoised for the process."""
+def _source_version(module: str) -> str:
+    """:func:`source_version` after its checks, memoised for the process."""
     import keras
     import tensorflow as tf
 
     digest = hashlib.sha256()
-    for name in sorted(dependencies(module)):
-        source = _module_file(name).read_bytes()
-        digest.update(f"{name}\0{hashlib.sha256(source).hexdigest()}\0".encode())
+    for name in sorted(dependencies(module) - {__name__}):  # this module stores results, computes none
+        digest.update(f"{name}\0{code_digest(_module_file(name).read_bytes())}\0".encode())
     return (f"code-{digest.hexdigest()[:16]} tensorflow-{tf.__version__} "
             f"keras-{keras.__version__} numpy-{np.__version__}")
+
+
+@functools.cache
+def _code_version(module: str) -> str:
+    """:func:`code_version` after its checks, memoised for the process."""
+    manifest = shipped_dir() / _MANIFEST  # results computed from shipped networks follow them
+    shipped_digest = hashlib.sha256(manifest.read_bytes() if manifest.is_file() else b"").hexdigest()
+    return f"{_source_version(module)} shipped-{shipped_digest[:16]}"
 
 
 def dependencies(module: str) -> frozenset[str]:
@@ -176,11 +219,17 @@ def _module_file(name: str) -> Path | None:
     return None
 
 
-def has(kind: str, config: Mapping[str, Any], *, version: str) -> bool:
-    """Whether an entry for ``(kind, config, version)`` is on disk (``fetch`` still verifies it)."""
+def has(kind: str, config: Mapping[str, Any], *, version: str, shipped: bool = False) -> bool:
+    """Whether an entry for ``(kind, config, version)`` is on disk (``fetch`` still verifies it).
+
+    With ``shipped=True`` a result the book ships for ``(kind, config)`` counts too.
+    """
     _check_kind(kind)
     _check_version(version)
-    return _entry_path({"kind": kind, "config": _plain_config(config), "version": version}).exists()
+    plain = _plain_config(config)
+    if shipped and _shipped_file(kind, plain) is not None:
+        return True
+    return _entry_path({"kind": kind, "config": plain, "version": version}).exists()
 
 
 def fetch(
@@ -190,13 +239,18 @@ def fetch(
     *,
     version: str,
     use_cache: bool = True,
+    shipped: bool = False,
 ) -> dict[str, np.ndarray]:
     """Return the cached arrays for ``(kind, config, version)``, building them if needed.
 
     Appendix / Chapter 'Training the two networks'.  ``build()`` is called
     only when no valid entry exists, and must return a dict mapping names to
     numpy arrays (no object dtype).  Nothing is printed, hit or miss.  With
-    ``use_cache=False`` the cache is neither read nor written: ``build()`` runs.
+    ``shipped=True`` the result the book ships for ``(kind, config)`` comes first
+    (:func:`shipped`; the same arrays on every machine); a damaged one is reported
+    with a :class:`CacheWarning` and built instead.  With ``use_cache=False``
+    neither the shipped results nor the cache are read, and nothing is written:
+    ``build()`` runs.
     """
     _check_kind(kind)
     if not callable(build):
@@ -204,9 +258,16 @@ def fetch(
     _check_version(version)
     if not isinstance(use_cache, bool):
         raise TypeError(f"use_cache must be a bool, got {use_cache!r}")
+    if not isinstance(shipped, bool):
+        raise TypeError(f"shipped must be a bool, got {shipped!r}")
+    plain = _plain_config(config)
     if not use_cache:
         return _checked_result(build())
-    identity = {"kind": kind, "config": _plain_config(config), "version": version}
+    if shipped:
+        arrays = _read_shipped(kind, plain)
+        if arrays is not None:
+            return arrays
+    identity = {"kind": kind, "config": plain, "version": version}
     path = _entry_path(identity)
     path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(f"{path}.lock"):
@@ -258,6 +319,140 @@ def build_side_by_side(function: Callable[..., object], jobs: Sequence[tuple], *
 def _call(function: Callable[..., object], job: tuple) -> None:
     """Worker of :func:`build_side_by_side`; the result stays in the cache, not in the pipe."""
     function(*job)
+
+
+def shipped_dir() -> Path:
+    """The folder of the results the book ships as data: ``$OBD_SHIPPED_DIR`` if set, else
+    ``helpers/shipped`` (Appendix "Reproducing the book").
+
+    Long training runs amplify the last-bit differences between CPUs into other weights,
+    so the book ships the networks its pages were computed from (:func:`ship`) and
+    computes everything downstream of them live. ``manifest.json`` there lists every
+    file with its kind, configuration, sha256 and what produced it.
+    """
+    configured = os.environ.get(_SHIPPED_ENV)
+    return Path(configured).expanduser() if configured else _PACKAGE_DIR / "shipped"
+
+
+def shipped(kind: str, config: Mapping[str, Any]) -> dict[str, np.ndarray] | None:
+    """The arrays the book ships for ``(kind, config)``, verified, or None if it ships none.
+
+    A shipped file is read only if its sha256 is the manifest's and its own record
+    names the same kind and configuration; otherwise a :class:`CacheWarning` says
+    so and None is returned, so the caller builds the result instead.
+    """
+    _check_kind(kind)
+    return _read_shipped(kind, _plain_config(config))
+
+
+def shipped_entries() -> list[dict[str, Any]]:
+    """The manifest's records, one per shipped file: ``file``, ``kind``, ``config``,
+    ``sha256``, ``bytes`` and ``produced_by`` (code version, libraries, CPU)."""
+    return [{"file": name, **record} for name, record in sorted(_manifest(shipped_dir()).items())]
+
+
+def ship(kind: str, config: Mapping[str, Any], arrays: Mapping[str, np.ndarray], *,
+         version: str, into: Path | None = None) -> Path:
+    """Store ``arrays`` as the shipped result of ``(kind, config)``; return its file.
+
+    Appendix. Used by ``make networks`` (``scripts/ship_networks.py``). The file
+    is written compressed and atomically into :func:`shipped_dir` (or the folder
+    ``into``), and the manifest there records its checksum and what produced it:
+    ``version`` (pass ``source_version`` of the building module), the Python
+    version, the machine and its CPU's instruction sets.
+    """
+    _check_kind(kind)
+    _check_version(version)
+    if into is not None and not isinstance(into, Path):
+        raise TypeError(f"into must be a pathlib.Path or None, got {type(into).__name__}")
+    plain = _plain_config(config)
+    arrays = _checked_result(dict(arrays))
+    root = shipped_dir() if into is None else into
+    root.mkdir(parents=True, exist_ok=True)
+    identity = {"kind": kind, "config": plain}
+    path = root / _shipped_name(identity)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(f"{root / _MANIFEST}.lock"):
+        _write_entry(path, arrays, identity, compressed=True)
+        manifest = _manifest(root)
+        manifest[_shipped_name(identity)] = {
+            "kind": kind, "config": plain, "sha256": _file_sha256(path), "bytes": path.stat().st_size,
+            "produced_by": {"version": version, **_machine()}}
+        text = json.dumps({"format": _FORMAT, "entries": manifest}, indent=1, sort_keys=True) + "\n"
+        temporary = root / f".{_MANIFEST}.{os.getpid()}.tmp"
+        temporary.write_text(text)
+        os.replace(temporary, root / _MANIFEST)
+    return path
+
+
+def _shipped_name(identity: dict[str, Any]) -> str:
+    """``<kind>/<key[:16]>.npz``, the key a sha256 of kind and configuration only."""
+    key = hashlib.sha256(_canonical_json(identity).encode("utf-8")).hexdigest()
+    return f"{identity['kind']}/{key[:16]}.npz"
+
+
+def _shipped_file(kind: str, plain: dict[str, Any]) -> Path | None:
+    """The shipped file the manifest lists for this kind and configuration, or None."""
+    root = shipped_dir()
+    name = _shipped_name({"kind": kind, "config": plain})
+    return root / name if name in _manifest(root) else None
+
+
+def _read_shipped(kind: str, plain: dict[str, Any]) -> dict[str, np.ndarray] | None:
+    """Read and verify one shipped result (see :func:`shipped`)."""
+    path = _shipped_file(kind, plain)
+    if path is None:
+        return None
+    record = _manifest(path.parents[1])[f"{kind}/{path.name}"]
+    try:
+        if not path.is_file() or _file_sha256(path) != record.get("sha256"):
+            raise _BadEntry("its sha256 is not the manifest's")
+        return _read_entry(path, {"kind": kind, "config": plain})
+    except _BadEntry as problem:
+        warnings.warn(f"shipped result {path} is unusable ({problem}); building it instead",
+                      CacheWarning, stacklevel=3)
+        return None
+
+
+def _manifest(root: Path) -> dict[str, dict[str, Any]]:
+    """The manifest's entries (empty when there is none), read again whenever the file changes."""
+    path = root / _MANIFEST
+    try:
+        stamp = path.stat()
+    except FileNotFoundError:
+        return {}
+    return dict(_read_manifest(str(path), stamp.st_mtime_ns, stamp.st_size))
+
+
+@functools.lru_cache(maxsize=8)
+def _read_manifest(path: str, mtime_ns: int, size: int) -> dict[str, dict[str, Any]]:
+    data = json.loads(Path(path).read_text())
+    if not isinstance(data, dict) or data.get("format") != _FORMAT or not isinstance(data.get("entries"), dict):
+        raise ValueError(f"{path} is not a manifest of shipped results (format {_FORMAT})")
+    return data["entries"]
+
+
+def _file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _machine() -> dict[str, str]:
+    """What produced a shipped result: Python, platform, and the CPU's vector instruction sets."""
+    import platform
+
+    flags: list[str] = []
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                flags = sorted({f for f in line.split(":", 1)[1].split()
+                                if f in ("sse4_1", "avx", "avx2", "avx512f")})
+                break
+    except OSError:
+        pass
+    return {"python": platform.python_version(), "machine": f"{platform.system()} {platform.machine()}",
+            "cpu_flags": " ".join(flags),
+            "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default"),
+            "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA", "default")}
 
 
 def clear_cache(kind: str | None = None) -> int:
@@ -360,14 +555,15 @@ def _checksum(arrays: Mapping[str, np.ndarray]) -> str:
     return digest.hexdigest()
 
 
-def _write_entry(path: Path, arrays: dict[str, np.ndarray], identity: dict[str, Any]) -> None:
+def _write_entry(path: Path, arrays: dict[str, np.ndarray], identity: dict[str, Any], *,
+                 compressed: bool = False) -> None:
     """Write the entry to a temporary file in the same folder, then move it into place."""
     meta = {**identity, "checksum": _checksum(arrays), "format": _FORMAT}
     payload = {**arrays, _META_KEY: np.array(_canonical_json(meta))}
     temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
         with open(temporary, "xb") as handle:  # "x": a fresh file with the usual umask
-            _save_npz(handle, payload)
+            _save_npz(handle, payload, compressed)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)
@@ -376,9 +572,10 @@ def _write_entry(path: Path, arrays: dict[str, np.ndarray], identity: dict[str, 
         raise
 
 
-def _save_npz(handle: Any, payload: dict[str, np.ndarray]) -> None:
-    """Serialise the arrays (uncompressed: reading back is what must be fast)."""
-    np.savez(handle, **payload)
+def _save_npz(handle: Any, payload: dict[str, np.ndarray], compressed: bool = False) -> None:
+    """Serialise the arrays: uncompressed in the cache (reading back is what must be fast),
+    compressed when shipped (what must be small)."""
+    (np.savez_compressed if compressed else np.savez)(handle, **payload)
 
 
 def _read_entry(path: Path, identity: dict[str, Any]) -> dict[str, np.ndarray]:

@@ -24,7 +24,6 @@ import numpy as np
 import tensorflow as tf
 
 from helpers import cache, checks, conv_hessian, data, models, network, pruning, seeding, training
-from helpers.post import networks
 
 METHODS = ("magnitude", "obd", "obd_mc", "fisher")
 _DIAGONAL = {"obd": "exact", "obd_mc": "mc", "fisher": "fisher"}
@@ -105,16 +104,16 @@ class TrainedCnn:
 
 
 def train_cnn(config: CnnConfig | None = None, *, use_cache: bool = True) -> TrainedCnn:
-    """Train (or load from the cache) the CNN that ``config`` describes. Prints nothing."""
+    """Train the CNN that ``config`` describes, or load the shipped or cached one. Prints nothing."""
     config = CnnConfig() if config is None else config
     if not isinstance(config, CnnConfig):
         raise TypeError(f"config must be a CnnConfig, got {type(config).__name__}")
     arrays = cache.fetch("cnn", config.to_dict(), lambda: _train_arrays(config),
-                         version=cache.code_version(__name__), use_cache=use_cache)
+                         version=cache.code_version(__name__), use_cache=use_cache, shipped=True)
     return _unpack(config, arrays)
 
 
-def cnn_models(seeds: Sequence[int] = networks.SEEDS,
+def cnn_models(seeds: Sequence[int] = seeding.SEEDS,
                config: CnnConfig | None = None) -> list[TrainedCnn]:
     """One trained (or cached) CNN per seed, all else as in ``config`` (default ``CnnConfig()``).
 
@@ -127,7 +126,7 @@ def cnn_models(seeds: Sequence[int] = networks.SEEDS,
     configs = [dataclasses.replace(config, seed=seed) for seed in seeds]
     version = cache.code_version(__name__)
     cache.build_side_by_side(train_cnn, [(c,) for c in dict.fromkeys(configs)
-                                         if not cache.has("cnn", c.to_dict(), version=version)])
+                                         if not cache.has("cnn", c.to_dict(), version=version, shipped=True)])
     return [train_cnn(c) for c in configs]
 
 

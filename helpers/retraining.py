@@ -198,7 +198,7 @@ def prune_and_retrain(trained: training.TrainedModel, schedule: Schedule, *,
         arrays = build()
     else:
         arrays = cache.fetch("retrain", _key(trained.config, schedule), build,
-                             version=cache.code_version(__name__))
+                             version=cache.code_version(__name__), shipped=True)
     return _unpack(trained, schedule, arrays)
 
 
@@ -223,7 +223,7 @@ def prune_and_retrain_all(trained: Sequence[training.TrainedModel],
         network.dense_chain(t.model)
     version = cache.code_version(__name__)
     missing = [(t.config, s) for s in dict.fromkeys(schedules) for t in trained
-               if not cache.has("retrain", _key(t.config, s), version=version)]
+               if not cache.has("retrain", _key(t.config, s), version=version, shipped=True)]
     cache.build_side_by_side(_prune_and_retrain_config, missing)
     return [[prune_and_retrain(t, s) for t in trained] for s in schedules]
 

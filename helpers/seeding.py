@@ -7,6 +7,9 @@ import tensorflow as tf
 
 from helpers import checks
 
+#: The training seeds behind every curve with a band (chapter "Training the two networks").
+SEEDS: tuple[int, ...] = (0, 1, 2)
+
 
 def set_seed(seed: int = 0) -> None:
     """Seed Python, NumPy and TensorFlow and make TensorFlow's ops deterministic.

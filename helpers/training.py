@@ -4,8 +4,10 @@
 batch of 64, Adam with learning rate 1e-4 and epsilon 1e-8, 50,001 steps on the
 55,000-image split, mini-batches drawn the way TensorFlow's old reader drew
 them (first epoch in file order, a fresh shuffle at every later epoch, the
-incomplete last batch of an epoch dropped). ``train_model`` returns a cached
-model when one exists for the same configuration and code (``cache.code_version``).
+incomplete last batch of an epoch dropped). ``train_model`` returns the network
+the book ships for that configuration (``cache.shipped``: the same weights on every
+CPU), else a cached one trained by the same code (``cache.code_version``), else
+trains it; ``use_cache=False`` always trains.
 ``chunk_runner`` is the one compiled training loop of the book: the tiny network,
 the CNNs and the masked retraining run their steps through it too.
 """
@@ -68,20 +70,9 @@ class TrainConfig:
                              f"got {self.layer_sizes}")
 
     def to_dict(self) -> dict:
-        """The configuration as plain data: the cache key of the trained model.
-
-        The initial-scale fields were added later; at the post's stated values
-        they are left out, so models cached before they existed keep their keys.
-        """
-        out = {k: list(v) if isinstance(v, tuple) else v
-               for k, v in dataclasses.asdict(self).items()}
-        for name, default in _LATER_FIELDS.items():
-            if out[name] == default:
-                del out[name]
-        return out
-
-
-_LATER_FIELDS = {"init_stddev": models.POST_INIT_STDDEV, "bias_init": 0.0}
+        """The configuration as plain data: the key of the trained model (cached or shipped)."""
+        return {k: list(v) if isinstance(v, tuple) else v
+                for k, v in dataclasses.asdict(self).items()}
 
 
 @dataclass
@@ -119,7 +110,7 @@ def train_model(config: TrainConfig | None = None, *, use_cache: bool = True) ->
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
     arrays = cache.fetch("model", config.to_dict(), lambda: _train_arrays(config),
-                         version=cache.code_version(__name__), use_cache=use_cache)
+                         version=cache.code_version(__name__), use_cache=use_cache, shipped=True)
     return _unpack(config, arrays)
 
 
@@ -139,7 +130,7 @@ def train_models(configs: Sequence[TrainConfig], *,
             raise TypeError(f"configs[{i}] must be a TrainConfig, got {type(config).__name__}")
     processes = checks.integer((os.cpu_count() or 1) if processes is None else processes, "processes")
     missing = [(c,) for c in dict.fromkeys(configs)
-               if not cache.has("model", c.to_dict(), version=cache.code_version(__name__))]
+               if not cache.has("model", c.to_dict(), version=cache.code_version(__name__), shipped=True)]
     cache.build_side_by_side(train_model, missing, processes=processes)
     return [train_model(c) for c in configs]
 

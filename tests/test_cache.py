@@ -230,7 +230,7 @@ def test_failing_build_leaves_nothing() -> None:
 
 
 def test_failure_mid_write_leaves_no_partial_file(monkeypatch: pytest.MonkeyPatch) -> None:
-    def half_write(handle, payload) -> None:
+    def half_write(handle, payload, compressed=False) -> None:
         handle.write(b"PK\x03\x04 half an archive")
         raise OSError("disk full")
 

@@ -323,7 +323,8 @@ def test_readme_make_target_exists(target):
 
 @pytest.mark.parametrize("program, argument", VENV_COMMANDS)
 def test_readme_venv_command_runs(program, argument):
-    """Every `.venv/bin/PROGRAM ARG` in the README starts: `jupyter SUB --version`, `python SCRIPT --help`."""
+    """Every `.venv/bin/PROGRAM ARG` in the README starts: `jupyter SUB --version`, `python SCRIPT --help`,
+    `pytest OPTION --help`."""
     executable = ROOT / ".venv" / "bin" / program
     assert os.access(executable, os.X_OK), f".venv/bin/{program} (from the README) not found: run `make setup`."
     if program == "python":
@@ -331,6 +332,8 @@ def test_readme_venv_command_runs(program, argument):
         command = [str(executable), argument, "--help"]
     elif program == "jupyter":
         command = [str(executable), argument, "--version"]
+    elif program == "pytest":
+        command = [str(executable), argument, "--help"]
     else:
         pytest.fail(f"no check written for `.venv/bin/{program}` in the README")
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)

@@ -1,5 +1,6 @@
 """Training: the post's batch order, determinism in one process and across two, and the cache."""
 
+import dataclasses
 import hashlib
 import subprocess
 import sys
@@ -142,7 +143,8 @@ def test_config_validation():
 
 def test_initial_scale_fields():
     post = training.TrainConfig()
-    assert "init_stddev" not in post.to_dict()  # keys of models cached before the fields existed
+    assert post.to_dict()["init_stddev"] == 0.02 and post.to_dict()["bias_init"] == 0.0  # every field is key
+    assert set(post.to_dict()) == {f.name for f in dataclasses.fields(training.TrainConfig)}
     wide = training.TrainConfig(init_stddev=0.1, bias_init=0.1)
     assert wide.to_dict()["init_stddev"] == 0.1 and wide.to_dict()["bias_init"] == 0.1
     model = training._build(wide)

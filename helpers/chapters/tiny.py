@@ -117,7 +117,7 @@ def train_tiny(config: TinyConfig | None = None) -> keras.Sequential:
     """The trained tiny network for ``config`` (cached)."""
     config = _check_config(config)
     arrays = cache.fetch("tiny_model", config.to_dict(), lambda: _train(config),
-                         version=cache.code_version(__name__))
+                         version=cache.code_version(__name__), shipped=True)
     model = models.mlp(config.layer_sizes, init_stddev=config.init_stddev)
     model.set_weights([arrays[f"w{i}"] for i in range(len(model.trainable_weights))])
     return model

@@ -538,7 +538,7 @@ def as_ran_obd_sweep(variant: str, fractions: Sequence[float], scope: str = "glo
             return {"accuracy": acc, "tied": tied}
 
         key = {"variant": variant, "scope": scope, "model": config.to_dict(),
-               "fractions": fractions}
+               "fractions": fractions, "kernels": as_ran.kernel_setting()}
         rows.append(cache.fetch("observations_asran_obd", key, build,
                                 version=cache.code_version(__name__))["accuracy"])
     return np.stack(rows)
