@@ -47,30 +47,26 @@ mathjax: setup
 book: setup mathjax
 	$(VENV)/bin/jupyter-book build . -W -n --keep-going --all
 
-# Unit tests; the notebooks twice: first as a reader's first run (the shipped networks, every
-# other result computed; a network two chapters need at once is read or built once, under the
-# cache's lock), then as on a smaller CPU (oneDNN limited to AVX2, in a fresh cache, so every
-# result is computed again with other kernels) with the ambient settings a reader's shell may
-# hold (a non-inline MPLBACKEND, the C locale): chapters must print and draw the same.
-# Then the book and the browser tests: the built pages, and the README's local commands
-# (JupyterLab running chapter 16's explorer on the now warm model cache, make serve).
+# Unit tests (the slowest listed), the tests whose results depend on the CPU's kernels again as on
+# an AVX2-only CPU (where TensorFlow leaves oneDNN's optimisations off, and oneDNN is limited to
+# AVX2); then the notebooks twice: first as a reader's first run (the shipped networks, every other
+# result computed; a result two chapters need at once is computed once, under the cache's lock),
+# then again as on that AVX2-only CPU, where every result that depends on the kernels (the
+# replays and as-ran sweeps, keyed by the kernel setting) is computed again, and with the ambient
+# settings a reader's shell may hold (a non-inline MPLBACKEND, the C locale): chapters must print
+# and draw the same. Then the book and the browser tests: the built pages, and the README's local
+# commands (JupyterLab running chapter 16's explorer on the now warm model cache, make serve).
 # Two chapters at a time (pytest-xdist; --dist loadscope keeps each notebook in one kernel, in order).
 NBVAL := $(VENV)/bin/pytest -n 2 --dist loadscope --nbval --nbval-current-env notebooks
 LATE_TESTS := tests/test_book.py tests/test_running_locally.py
-OTHER_CPU := ONEDNN_MAX_CPU_ISA=AVX2 OBD_CACHE_DIR=$(CURDIR)/.cache-avx2
+AVX2_CPU := TF_ENABLE_ONEDNN_OPTS=0 ONEDNN_MAX_CPU_ISA=AVX2
 test: setup browser
 	$(VENV)/bin/pytest tests --durations=15 $(addprefix --ignore=,$(LATE_TESTS))
-	$(OTHER_CPU) $(VENV)/bin/pytest tests/test_as_ran.py tests/test_shipped.py -k "replay or retraining"
+	$(AVX2_CPU) $(VENV)/bin/pytest tests/test_as_ran.py tests/test_shipped.py -k "replay or retraining"
 	$(NBVAL)
-	rm -rf .cache-avx2
-	$(OTHER_CPU) MPLBACKEND=Agg LC_ALL=C $(NBVAL)
-	rm -rf .cache-avx2
+	$(AVX2_CPU) MPLBACKEND=Agg LC_ALL=C $(NBVAL)
 	$(MAKE) book
 	$(VENV)/bin/pytest $(LATE_TESTS)
-
-# Re-execute every chapter in place (after changing a helper), saving fresh outputs.
-notebooks: setup
-	$(PY) scripts/execute_notebook.py notebooks/[0-9]*.ipynb
 
 # Retrain every network the book ships, from scratch (tests/test_shipped.py says when code that
 # trains them changed), then re-execute the chapters with make notebooks.

@@ -323,7 +323,7 @@ def _call(function: Callable[..., object], job: tuple) -> None:
 
 def shipped_dir() -> Path:
     """The folder of the results the book ships as data: ``$OBD_SHIPPED_DIR`` if set, else
-    ``helpers/shipped`` (Appendix "Reproducing the book").
+    ``helpers/shipped`` (Appendix "Building and publishing this book").
 
     Long training runs amplify the last-bit differences between CPUs into other weights,
     so the book ships the networks its pages were computed from (:func:`ship`) and
@@ -436,6 +436,11 @@ def _file_sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+#: CPU flags that choose TensorFlow's and oneDNN's kernels (x86): the vector width, and the
+#: VNNI/BF16/AMX extensions without which TensorFlow leaves oneDNN's optimisations off.
+_KERNEL_FLAGS = ("sse4_1", "avx", "avx2", "avx_vnni", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile")
+
+
 def _machine() -> dict[str, str]:
     """What produced a shipped result: Python, platform, and the CPU's vector instruction sets."""
     import platform
@@ -445,7 +450,7 @@ def _machine() -> dict[str, str]:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("flags"):
                 flags = sorted({f for f in line.split(":", 1)[1].split()
-                                if f in ("sse4_1", "avx", "avx2", "avx512f")})
+                                if f in _KERNEL_FLAGS})
                 break
     except OSError:
         pass
