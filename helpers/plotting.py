@@ -1,29 +1,40 @@
-"""One figure style for the whole book (colours per method, line style per scope).
+"""One figure style for the whole book (colour and marker per method, line style per scope).
 
 Introduced in chapter "Saliencies"; every chapter calls ``use_book_style()``
 in its setup cell and draws curves with ``curve_with_band`` so a method, a
-scope and a network look the same on every page.
+scope and a network look the same on every page. The colours are the
+Okabe-Ito palette, which readers with any common colour-vision deficiency can
+tell apart; each method also has its own marker, so curves differ in greyscale.
+Figures are stored at most ``MAX_WIDTH_PX`` pixels wide.
 """
 
 from __future__ import annotations
 
+import base64
+import io
 from collections.abc import Sequence
 
 import matplotlib as mpl
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.figure import Figure
 
-from helpers.post import published
-
+MAX_WIDTH_PX = 850  # the book's text column is about 750 px wide
+OKABE_ITO = ("#000000", "#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7")
 METHOD_COLOURS = {
-    "magnitude": "#1f77b4",
-    "obd": "#d62728",
-    "obd_lecun": "#ff7f0e",
-    "fisher": "#9467bd",
-    "asran_magnitude": "#17becf",
-    "asran_obd": "#8c564b",
-    "obs": "#2ca02c",
+    "magnitude": "#0072B2",  # blue
+    "obd": "#D55E00",  # vermillion
+    "obd_lecun": "#E69F00",  # orange
+    "fisher": "#F0E442",  # yellow
+    "asran_magnitude": "#56B4E9",  # sky blue
+    "asran_obd": "#CC79A7",  # reddish purple
+    "obs": "#009E73",  # bluish green
+    "random": "#777777",  # grey, outside the palette: a baseline, not a method
     "published": "#000000",
+}
+METHOD_MARKERS = {
+    "magnitude": "s", "obd": "o", "obd_lecun": "^", "fisher": "v", "asran_magnitude": "D",
+    "asran_obd": "P", "obs": "X", "random": "x", "published": "o",
 }
 SCOPE_LINESTYLES = {"global": "-", "layer": "--"}
 SCOPE_NAMES = {"global": "all layers", "layer": "layer-wise"}
@@ -35,6 +46,7 @@ METHOD_NAMES = {
     "asran_magnitude": "as ran: most negative w",
     "asran_obd": "as ran: most negative H·1",
     "obs": "OBS",
+    "random": "random",
 }
 
 
@@ -60,7 +72,9 @@ def use_book_style() -> None:
     Every chapter calls it once in its setup cell (see ``use_inline_backend``).
     """
     use_inline_backend()
+    _cap_stored_width()
     mpl.rcParams.update({
+        "axes.prop_cycle": mpl.cycler(color=OKABE_ITO[1:] + OKABE_ITO[:1]),
         "figure.figsize": (7.0, 4.2),
         "figure.dpi": 100,
         "savefig.dpi": 150,
@@ -73,6 +87,41 @@ def use_book_style() -> None:
         "axes.spines.top": False,
         "axes.spines.right": False,
     })
+
+
+def png(fig: Figure, max_width: int = MAX_WIDTH_PX) -> bytes:
+    """``fig`` as PNG bytes, cropped to its content, at most ``max_width`` pixels wide.
+
+    A figure wider than that is drawn at a lower resolution rather than
+    stored wide and shrunk by the browser (split its panels to keep text legible).
+    """
+    if not isinstance(fig, Figure):
+        raise TypeError(f"fig must be a matplotlib Figure, got {type(fig).__name__}")
+    if not isinstance(max_width, int) or isinstance(max_width, bool) or max_width < 100:
+        raise ValueError(f"max_width must be an int of at least 100 pixels, got {max_width!r}")
+    dpi = fig.dpi
+    for _ in range(3):
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight", facecolor="white")
+        data = buf.getvalue()
+        width = int.from_bytes(data[16:20], "big")
+        if width <= max_width:
+            return data
+        dpi *= (max_width - 2) / width
+    raise RuntimeError(f"could not draw the figure within {max_width} pixels")  # pragma: no cover
+
+
+def _cap_stored_width() -> None:
+    """In a Jupyter kernel, store every figure through ``png`` (at most ``MAX_WIDTH_PX`` wide)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is None or getattr(shell, "kernel", None) is None:
+        return
+    formatter = shell.display_formatter.formatters["image/png"]
+    formatter.for_type(Figure, lambda fig: base64.b64encode(png(fig)).decode("ascii"))
 
 
 def label(method: str, scope: str | None = None, model: str | None = None) -> str:
@@ -93,6 +142,9 @@ def curve_with_band(ax: plt.Axes, fractions: Sequence[float], accuracies: np.nda
     x = 100 * np.asarray(fractions, float)
     colour = kwargs.pop("color", METHOD_COLOURS.get(method, None))
     linestyle = kwargs.pop("linestyle", SCOPE_LINESTYLES.get(scope, "-"))
+    kwargs.setdefault("marker", METHOD_MARKERS.get(method))
+    kwargs.setdefault("markersize", 4)
+    kwargs.setdefault("markevery", max(1, len(x) // 10))
     line, = ax.plot(x, acc.mean(axis=0), color=colour, linestyle=linestyle,
                     label=kwargs.pop("label", label(method, scope, model)) +
                     (f" ({acc.shape[0]} seeds)" if acc.shape[0] > 1 else ""), **kwargs)
@@ -101,11 +153,16 @@ def curve_with_band(ax: plt.Axes, fractions: Sequence[float], accuracies: np.nda
                         linewidth=0)
 
 
-def published_curve(ax: plt.Axes, run: str) -> None:
-    """The post's published accuracies for ``run``, as black markers."""
-    fractions, accuracies = published.curve(run)
-    ax.plot(100 * fractions, accuracies, linestyle=":", marker="o", markersize=3.5,
-            color=METHOD_COLOURS["published"], label=f"published: {run}")
+def published_curve(ax: plt.Axes, fractions: Sequence[float], accuracies: Sequence[float],
+                    label: str = "published, 2016") -> None:
+    """Published accuracies (for example ``published.curve(run)``) as a dotted black line
+    with open circles; x in percent."""
+    fractions, accuracies = np.asarray(fractions, float), np.asarray(accuracies, float)
+    if fractions.shape != accuracies.shape or fractions.ndim != 1:
+        raise ValueError("fractions and accuracies must be 1-D arrays of the same length, got shapes "
+                         f"{fractions.shape} and {accuracies.shape}")
+    ax.plot(100 * fractions, accuracies, linestyle=":", marker="o", markersize=4,
+            markerfacecolor="white", color=METHOD_COLOURS["published"], label=label)
 
 
 def accuracy_axes(ax: plt.Axes, title: str | None = None) -> None:
