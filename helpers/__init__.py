@@ -18,13 +18,15 @@ chapter that introduces it:
   networks". ``published`` (its published numbers), ``described`` (its runs as
   described): "The five experiments, as the post describes them". ``as_ran``
   (its runs as its code ran them) and ``checkpoints`` (the post's own trained
-  networks; public entry point ``helpers.checkpoints.load_post_network``): "As
-  the code ran". ``observations``: Part III, "Does magnitude pruning
+  networks, ``checkpoints.load_post_network``): "As the code ran". ``observations``: Part III, "Does magnitude pruning
   collapse?" to "Does dropout pay off under heavy pruning?".
 ``helpers.chapters``: code one chapter needs.
   ``tiny`` (a network small enough for its full Hessian): "The Taylor expansion
-  of the loss" (reused by "Optimal Brain Surgeon"). ``explorer``: "Explore it
-  yourself".
+  of the loss" (reused by "Optimal Brain Surgeon"); ``tiny_obs`` (Optimal Brain
+  Surgeon on it): "Optimal Brain Surgeon". ``explorer``: "Explore it yourself".
+
+The library (``helpers/*.py``) never imports ``helpers.post`` or
+``helpers.chapters`` (``tests/test_layers.py``).
 
 Importing the package loads TensorFlow once with its C++ start-up log (oneDNN
 and CPU-feature notices that no environment variable silences in TF 2.21)

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from conftest import small_data, small_mlp
-from helpers import checkpoints, data, hessian, metrics, pruning
+from helpers import data, hessian, metrics, pruning
+from helpers.post import checkpoints
 from helpers.post import as_ran, published
 
 SIZES = (6, 5, 4, 3)

@@ -310,6 +310,15 @@ def test_page_over_http(driver, server, page):
         ".filter(p => p.scrollWidth > p.clientWidth + 1).map(p => p.textContent.slice(0, 60))")
     assert not clipped, f"{page}: code cells that scroll sideways, hiding code: {clipped}"
 
+    figures = driver.execute_script(
+        "return Array.from(document.querySelectorAll('div.cell_output img')).map(img => ({"
+        "src: img.getAttribute('src'), alt: img.getAttribute('alt') || '',"
+        "number: ((img.closest('figure') || document.createElement('i'))"
+        "         .querySelector('.caption-number') || {}).textContent || ''}))")
+    unlabelled = [f["src"] for f in figures
+                  if not f["alt"].strip() or f["alt"].endswith(".png") or not f["number"].startswith("Fig")]
+    assert not unlabelled, f"{page}: figures without a number, a caption or alt text: {unlabelled}"
+
     source = (HTML / page).read_text(encoding="utf-8")
     if 'class="math' in source:
         assert math["containers"] > 0, f"{page}: has math but no MathJax output"

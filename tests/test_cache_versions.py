@@ -51,11 +51,11 @@ def test_dependencies_follow_imports_transitively() -> None:
 
 
 def test_imports_inside_functions_and_relative_imports_count() -> None:
-    tree = ast.parse("def f():\n    from helpers import checkpoints\n"
+    tree = ast.parse("def f():\n    from helpers import metrics\n"
                      "from . import networks\nfrom ..checks import check_int\nfrom .. import data\n"
                      "import helpers.models\nfrom helpers.post.published import RUNS\nimport numpy\n")
     found = set(cache._imported_modules(tree, "helpers.post.as_ran", is_package=False))
-    assert found == {"helpers.checkpoints", "helpers.post.networks", "helpers.checks", "helpers.data",
+    assert found == {"helpers.metrics", "helpers.post.networks", "helpers.checks", "helpers.data",
                      "helpers.models", "helpers.post.published"}
     # In a package's __init__, "." is the package itself.
     assert set(cache._imported_modules(ast.parse("from . import as_ran"), "helpers.post", is_package=True)) \

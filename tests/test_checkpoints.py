@@ -9,8 +9,8 @@ import keras
 import numpy as np
 import pytest
 
-from helpers import checkpoints, data, metrics
-from helpers.post import checkpoints as post_checkpoints
+from helpers import data, metrics
+from helpers.post import checkpoints
 from helpers.post import published
 
 RUNS = tuple(published.RUNS)
@@ -87,7 +87,7 @@ def test_altered_file_is_refused(tmp_path, monkeypatch):
     raw = bytearray(copy.read_bytes())
     raw[len(raw) // 2] ^= 0x01
     copy.write_bytes(bytes(raw))
-    monkeypatch.setattr(post_checkpoints, "checkpoint_path", lambda r: copy)
+    monkeypatch.setattr(checkpoints, "checkpoint_path", lambda r: copy)
     with pytest.raises(ValueError, match=rf"{run}.*altered.*{copy.name}"):
         checkpoints.load_post_network(run)
 
@@ -95,6 +95,6 @@ def test_altered_file_is_refused(tmp_path, monkeypatch):
 def test_missing_file_is_named(tmp_path, monkeypatch):
     run = "magnitude_all_layers_prune"
     missing = tmp_path / "model.ckpt-50000"
-    monkeypatch.setattr(post_checkpoints, "checkpoint_path", lambda r: missing)
+    monkeypatch.setattr(checkpoints, "checkpoint_path", lambda r: missing)
     with pytest.raises(FileNotFoundError, match=rf"{run}.*missing.*model.ckpt-50000"):
         checkpoints.read_post_checkpoint(run)

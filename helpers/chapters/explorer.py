@@ -40,8 +40,8 @@ import keras
 import numpy as np
 from matplotlib.figure import Figure
 
-from helpers import cache, checkpoints, checks, data, models, plotting, pruning, saliency
-from helpers.post import networks, published
+from helpers import cache, checks, data, models, plotting, pruning, saliency
+from helpers.post import checkpoints, networks, published
 
 #: Network variants of chapter "Training the two networks", then the post's own, with labels.
 NETWORKS: dict[str, str] = {

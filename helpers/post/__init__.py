@@ -6,7 +6,6 @@ Import the modules, e.g. ``from helpers.post import as_ran, networks``:
 - ``networks``: the post's trained networks, their variants, seeds and initial scale.
 - ``described``: the post's runs as its text describes them.
 - ``as_ran``: the post's runs as its code ran them.
-- ``checkpoints``: the post's own trained networks (public entry point
-  ``helpers.checkpoints.load_post_network``).
+- ``checkpoints``: the post's own trained networks (``checkpoints.load_post_network``).
 - ``observations``: the measurements behind the post's four observations (Part III).
 """

@@ -54,7 +54,7 @@ import numpy as np
 import tensorflow as tf
 
 from helpers import cache, checks, data, hessian, metrics, network, pruning, training
-from helpers.post import networks, published
+from helpers.post import checkpoints, networks, published
 
 PACKINGS = ("weights_first", "interleaved")
 ARITHMETICS = ("tf0", "exact")
@@ -483,8 +483,6 @@ def replay_post_run(run: str, *, model: keras.Model | None = None,
     pruning" takes figure 2's run on to 80 and 90 percent); they are appended
     to every returned array but ``"dropped"``.
     """
-    from helpers import checkpoints  # the public loader; it imports this subpackage
-
     spec = published.RUNS[published.check_run(run)]
     if model is not None:
         network.dense_chain(model)
