@@ -49,7 +49,10 @@ NETWORKS: dict[str, str] = {
     "dropout": "dropout 0.2 (lr 1e-4)",
     "dropout_lr1e-5": "dropout 0.2 (lr 1e-5, as the post ran it)",
     # The post's own trained networks, one per run (chapter "As the code ran"); seed 0 only.
-    **{f"post_{run}": f"the post's network of {run}" for run in published.RUNS},
+    **{f"post_{name}": f"the post's network for {'OBD' if run.method == 'obd' else 'magnitude'}, "
+                         f"{'all layers' if run.scope == 'global' else 'layer-wise'}"
+                         f"{', dropout' if run.dropout else ''}"
+       for name, run in published.RUNS.items()},
 }
 #: Saliencies offered, with their labels (as in the book's figures).
 METHODS: dict[str, str] = {m: plotting.METHOD_NAMES[m] for m in saliency.METHODS}
@@ -387,7 +390,7 @@ def _curve(network: str, seed: int, method: str, scope: str) -> np.ndarray:
 
 
 def _figure(result: dict, names: Sequence[str]) -> Figure:
-    figure = Figure(figsize=(9.0, 6.4), layout="constrained")
+    figure = Figure(figsize=(8.5, 6.4), layout="constrained")
     top, bottom = figure.subfigures(2, 1, height_ratios=[2.3, 1.0])
     ax_curve, ax_bars = top.subplots(1, 2)
     mask_axes = bottom.subplots(1, 10)
@@ -396,7 +399,7 @@ def _figure(result: dict, names: Sequence[str]) -> Figure:
     fractions, accuracies = result["curve"]
     network, method, scope = result["network"], result["method"], result["scope"]
     plotting.curve_with_band(ax_curve, fractions, accuracies, method, scope,
-                             f"{network} seed {result['seed']}")
+                             f"seed {result['seed']}")
     ax_curve.plot([100 * result["fraction"]], [result["accuracy"]], "o", color="black",
                   label=f"this setting: {result['accuracy']:.4f}")
     plotting.accuracy_axes(ax_curve, "accuracy against sparsity")
