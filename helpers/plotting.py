@@ -100,14 +100,16 @@ def png(fig: Figure, max_width: int = MAX_WIDTH_PX) -> bytes:
     if not isinstance(max_width, int) or isinstance(max_width, bool) or max_width < 100:
         raise ValueError(f"max_width must be an int of at least 100 pixels, got {max_width!r}")
     dpi = fig.dpi
-    for _ in range(3):
+    for _ in range(8):
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight", facecolor="white")
         data = buf.getvalue()
         width = int.from_bytes(data[16:20], "big")
         if width <= max_width:
             return data
-        dpi *= (max_width - 2) / width
+        # The cropped width is not quite proportional to the resolution (text is laid out
+        # again at each one), so aim a little below the limit and try again if needed.
+        dpi *= min((max_width - 8) / width, 0.99)
     raise RuntimeError(f"could not draw the figure within {max_width} pixels")  # pragma: no cover
 
 

@@ -78,7 +78,7 @@ def retrain(model: keras.Model, masks: Sequence[np.ndarray], x: np.ndarray, y: n
     indices = training.batch_indices(len(x), batch_size, steps, "shuffle", seed)
     variables = [keras.Variable(w * m) for w, m in zip(weights, masks)]
     # The betas are rounded to float32 first, so that 1 - beta is the float32 difference
-    # the loop has always used (Keras would subtract the float64 value).
+    # training.py's loop uses (Keras would subtract the float64 value).
     optimizer = keras.optimizers.Adam(learning_rate=learning_rate, beta_1=float(np.float32(beta_1)),
                                       beta_2=float(np.float32(beta_2)), epsilon=epsilon)
     optimizer.build(variables)

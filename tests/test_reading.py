@@ -167,6 +167,16 @@ def test_exceptions_name_real_chapters_and_measures():
         assert set(measures) <= set(LIMITS), measures
 
 
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_no_chapter_stores_an_error_or_a_warning(path):
+    """An exception inside a display formatter (a figure that failed to draw) does not stop the
+    notebook, so it is caught here; so is anything written to stderr."""
+    for i, cell in enumerate(json.loads(path.read_text())["cells"]):
+        for output in cell.get("outputs", []):
+            assert output["output_type"] != "error", f"cell {i}: {output.get('ename')}: {output.get('evalue')}"
+            assert output.get("name") != "stderr", f"cell {i} writes to stderr: {''.join(output['text'])[:200]}"
+
+
 def test_figure_names_are_unique_across_the_book():
     seen: dict[str, str] = {}
     for path in NOTEBOOKS:
