@@ -3,6 +3,7 @@
 #   make book         build the book into _build/html (zero Sphinx warnings allowed; no root, no browser)
 #   make test         unit tests, notebook checks (nbval, twice), book build, browser tests
 #                     (as root, it first installs Debian's Chromium for the browser tests)
+#   make test-fast    the fast unit tier (tests not marked slow), for after every edit
 #   make notebooks    re-execute every chapter and save its outputs
 #   make networks     retrain every network the book ships (helpers/shipped) from scratch, here
 #   make serve        serve the built book at http://localhost:8000 (PORT=8001 for another port)
@@ -12,7 +13,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/setup.stamp
 
-.PHONY: setup browser mathjax book test notebooks networks serve clean-cache
+.PHONY: setup browser mathjax book test test-fast notebooks networks serve clean-cache
 
 setup: $(STAMP)
 
@@ -67,6 +68,11 @@ test: setup browser
 	$(AVX2_CPU) MPLBACKEND=Agg LC_ALL=C $(NBVAL)
 	$(MAKE) book
 	$(VENV)/bin/pytest $(LATE_TESTS)
+
+# The fast unit tier, for after every edit (under two minutes on two cores): everything but the
+# tests marked slow in tests/conftest.py (training, replays, processes, the book, the browser).
+test-fast: setup
+	$(VENV)/bin/pytest -m "not slow" tests --durations=10
 
 # Retrain every network the book ships, from scratch (tests/test_shipped.py says when code that
 # trains them changed), then re-execute the chapters with make notebooks.
