@@ -220,16 +220,30 @@ def _module_file(name: str) -> Path | None:
 
 
 def has(kind: str, config: Mapping[str, Any], *, version: str, shipped: bool = False) -> bool:
-    """Whether an entry for ``(kind, config, version)`` is on disk (``fetch`` still verifies it).
+    """Whether a valid entry for ``(kind, config, version)`` is on disk.
 
-    With ``shipped=True`` a result the book ships for ``(kind, config)`` counts too.
+    The entry is read and verified as ``fetch`` would (metadata and checksum), so a damaged
+    entry does not count. With ``shipped=True`` a result the book ships for ``(kind, config)``
+    counts too, if its sha256 is the manifest's.
     """
     _check_kind(kind)
     _check_version(version)
     plain = _plain_config(config)
-    if shipped and _shipped_file(kind, plain) is not None:
-        return True
-    return _entry_path({"kind": kind, "config": plain, "version": version}).exists()
+    if shipped:
+        path = _shipped_file(kind, plain)
+        if path is not None and path.is_file():
+            record = _manifest(path.parents[1])[f"{kind}/{path.name}"]
+            if _file_sha256(path) == record.get("sha256"):
+                return True
+    identity = {"kind": kind, "config": plain, "version": version}
+    path = _entry_path(identity)
+    if not path.exists():
+        return False
+    try:
+        _read_entry(path, identity)
+    except _BadEntry:
+        return False
+    return True
 
 
 def fetch(

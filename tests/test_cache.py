@@ -172,7 +172,9 @@ def test_damaged_entry_warns_and_is_rebuilt(damage, problem: str) -> None:
     build = Builder()
     fetch("model", {"lr": 0.1}, build, version="1")
     (path,) = set(entry_files("model")) - {other_path}
+    assert cache.has("model", {"lr": 0.1}, version="1")
     damage(path, other_path)
+    assert not cache.has("model", {"lr": 0.1}, version="1")  # a damaged entry is not present
 
     with pytest.warns(CacheWarning, match=rf"{path.name}.*({problem})"):
         rebuilt = fetch("model", {"lr": 0.1}, build, version="1")
@@ -182,6 +184,27 @@ def test_damaged_entry_warns_and_is_rebuilt(damage, problem: str) -> None:
     again = fetch("model", {"lr": 0.1}, build, version="1")  # the rebuilt entry is sound
     assert build.calls == 2
     assert_same_arrays(again, rebuilt)
+    assert cache.has("model", {"lr": 0.1}, version="1")
+
+
+def test_two_threads_fetching_one_entry_build_it_once_and_agree() -> None:
+    import threading
+
+    build = Builder()
+    results: list[dict] = []
+
+    def worker() -> None:
+        results.append(fetch("threads", {"i": 1}, build, version="1"))
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(results) == 4 and build.calls == 1
+    for result in results[1:]:
+        assert_same_arrays(result, results[0])
+    assert len(entry_files("threads")) == 1
 
 
 def test_use_cache_false_builds_every_time_and_writes_nothing() -> None:
