@@ -74,16 +74,6 @@ def test_training_rows_take_equal_step_counts():
         run.training_steps(small_mlp, x[:100], y[:100], epochs=1, repeats=1)
 
 
-def test_modes_differ_only_in_size():
-    quick, full = run.SIZES["quick"], run.SIZES["full"]
-    for sizes in (quick, full):
-        assert sizes.train_images % run.TRAIN_BATCH == 0
-        assert sizes.repeats >= 2 and sizes.train_repeats >= 2
-    assert quick.batch_size == full.batch_size
-    assert quick.images <= full.images and quick.levels <= full.levels
-    assert quick.train_epochs <= full.train_epochs
-
-
 def test_table_states_repeats_and_divides_by_the_fastest_baseline():
     noop = run.Workload("x", lambda: None, None, 1, 10)
     comparison = run.Comparison("T", "what is timed", "step",

@@ -1,5 +1,7 @@
 """The shared argument checks (helpers.checks) and pruning's list checks."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -14,9 +16,9 @@ def test_integer_refuses(value, low, error):
         checks.integer(value, "width", low)
 
 
-def test_integer_accepts_numpy_ints_and_returns_python_ints():
+def test_integer_accepts_numpy_ints_and_returns_values_a_cache_key_can_hold():
     value = checks.integer(np.int64(3), "width")
-    assert value == 3 and type(value) is int
+    assert value == 3 and json.dumps({"width": value}) == '{"width": 3}'  # np.int64 is not JSON
     assert checks.integer(0, "seed", 0) == 0
 
 
@@ -48,7 +50,7 @@ def test_seeds_refuses_naming_the_bad_entry(value, error, pattern):
 
 def test_seeds_returns_a_list_of_python_ints():
     out = checks.seeds(np.arange(3))
-    assert out == [0, 1, 2] and all(type(s) is int for s in out)
+    assert out == [0, 1, 2] and json.dumps(out) == "[0, 1, 2]"
     assert checks.seeds((5,), "runs") == [5]
     with pytest.raises(ValueError, match="runs is empty"):
         checks.seeds([], "runs")
@@ -64,10 +66,10 @@ def test_float_checks_refuse(check, value, error):
         check(value, "lr")
 
 
-def test_float_checks_return_python_floats():
-    for check, value in ((checks.positive, np.float32(0.5)), (checks.real, -2),
-                         (checks.rate, np.float64(0.0))):
-        assert type(check(value, "x")) is float
+def test_float_checks_return_values_a_cache_key_can_hold():
+    for check, value, text in ((checks.positive, np.float32(0.5), "0.5"), (checks.real, -2, "-2.0"),
+                               (checks.rate, np.float64(0.0), "0.0")):
+        assert json.dumps(check(value, "x")) == text  # np.float32 is not JSON
 
 
 @pytest.mark.parametrize("array,error", [

@@ -61,17 +61,6 @@ def test_forward_trace_matches_numpy_and_the_model(make, dtype, graph):
                        logits.numpy(), rtol=rtol, atol=rtol)
 
 
-def test_forward_trace_takes_numpy_and_returns_tensors():
-    model = small_mlp()
-    x, _ = small_data(n=8)
-    chain = network.dense_chain(model)
-    kernels, biases = network.kernels_and_biases(
-        [w.astype(np.float64) for w in chain.weights()], chain.layout)
-    inputs, masks, logits = network.forward_trace(x.astype(np.float64), kernels, biases)
-    assert all(isinstance(t, tf.Tensor) and t.dtype == tf.float64
-               for t in inputs + masks + [logits])
-
-
 def test_kernels_and_biases_follow_the_layout():
     weights = [np.zeros((6, 5)), np.zeros((5, 4)), np.ones(4), np.zeros((4, 3))]
     kernels, biases = network.kernels_and_biases(weights, (False, True, False))

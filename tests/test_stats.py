@@ -1,4 +1,6 @@
-"""Rank statistics against their definitions and known values."""
+"""What the book asks of its rank statistics: ranks of flattened tensors, invariance to monotone
+maps, the overlap of bottom-k sets with pruning's own tie-breaks, and argument checks.
+(The definitions themselves are SciPy's, and tested there.)"""
 
 import numpy as np
 import pytest
@@ -6,48 +8,8 @@ import pytest
 from helpers import pruning, stats
 
 
-def naive_ranks(a):
-    """Rank of each entry: the number of smaller entries plus the mean position among its ties."""
-    a = np.asarray(a, float)
-    return np.array([(a < v).sum() + ((a == v).sum() + 1) / 2 for v in a])
-
-
-def pearson(a, b):
-    a, b = a - a.mean(), b - b.mean()
-    return float(a @ b / np.sqrt((a @ a) * (b @ b)))
-
-
-def test_rankdata_without_ties():
-    assert stats.rankdata([10.0, -1.0, 3.5]).tolist() == [3.0, 1.0, 2.0]
-
-
-def test_rankdata_averages_ties():
+def test_rankdata_gives_tied_entries_their_mean_rank():
     assert stats.rankdata([2, 1, 2, 2, 0]).tolist() == [4.0, 2.0, 4.0, 4.0, 1.0]
-    rng = np.random.default_rng(0)
-    a = rng.integers(0, 6, size=200)  # many ties
-    np.testing.assert_allclose(stats.rankdata(a), naive_ranks(a))
-    assert stats.rankdata(a).sum() == pytest.approx(200 * 201 / 2)
-
-
-def test_spearman_known_value():
-    # A textbook example with one tie in b (value reproduced by the tie-corrected definition).
-    assert stats.spearman([1, 2, 3, 4, 5], [5, 6, 7, 8, 7]) == pytest.approx(0.8207826816681233)
-
-
-def test_spearman_matches_formula_without_ties():
-    rng = np.random.default_rng(1)
-    a, b = rng.normal(size=50), rng.normal(size=50)
-    d = naive_ranks(a) - naive_ranks(b)
-    n = len(a)
-    expected = 1 - 6 * (d ** 2).sum() / (n * (n ** 2 - 1))
-    assert stats.spearman(a, b) == pytest.approx(expected, abs=1e-12)
-
-
-def test_spearman_with_ties_is_pearson_of_average_ranks():
-    rng = np.random.default_rng(2)
-    a = rng.integers(0, 4, size=300).astype(float)
-    b = a + rng.integers(0, 3, size=300)
-    assert stats.spearman(a, b) == pytest.approx(pearson(naive_ranks(a), naive_ranks(b)), abs=1e-12)
 
 
 def test_spearman_invariances():
