@@ -2,7 +2,8 @@
 
 Both the one-word verdict and its evidence table (the post's own networks and three seeds of its
 recipe, as the code ran and with the correct method, each cell with its condition) must read the
-same on the page as in the chapter, word for word.
+same on the page as in the chapter, word for word; and every cell of a chapter's table is backed by
+a folded check cell that names it in an ``# Evidence: <row> / <column>`` line.
 """
 
 from __future__ import annotations
@@ -131,3 +132,34 @@ def test_chapter_evidence_covers_both_kinds_and_both_methods(name):
 @pytest.mark.parametrize("name", CHAPTERS)
 def test_page_states_the_chapter_evidence_word_for_word(name):
     assert page_evidence(PAGE.read_text()).get(name) == notebook_evidence(name)
+
+
+EVIDENCE_COLUMNS = EVIDENCE_HEADER[1:]
+EVIDENCE_TAG = re.compile(r"^# Evidence: (.+?) / (.+?)(?: \(.*\))?\s*$", re.MULTILINE)
+
+
+def backed_cells(name: str) -> set[tuple[str, str]]:
+    """(row, column) pairs named by an ``# Evidence: <row> / <column>`` line in a folded check
+    cell (tagged ``hide-cell``, holding an assert) of a chapter."""
+    nb = nbformat.read(ROOT / "notebooks" / f"{name}.ipynb", as_version=4)
+    out = set()
+    for cell in nb.cells:
+        if (cell.cell_type == "code" and "hide-cell" in cell.metadata.get("tags", [])
+                and re.search(r"^\s*assert ", cell.source, flags=re.MULTILINE)):
+            out |= {(m.group(1), m.group(2)) for m in EVIDENCE_TAG.finditer(cell.source)}
+    return out
+
+
+def test_evidence_tag_parser():
+    assert EVIDENCE_TAG.findall("# Evidence: The post's own networks / As the code ran\n"
+                                "# Evidence: Three seeds of its recipe / With the correct method (C2)\n") == [
+        ("The post's own networks", "As the code ran"),
+        ("Three seeds of its recipe", "With the correct method")]
+
+
+@pytest.mark.parametrize("name", CHAPTERS)
+def test_every_evidence_cell_is_backed_by_a_named_check(name):
+    """The page says every cell of a chapter's evidence table is backed by an assert: each
+    (row, column) has a folded check cell naming it."""
+    missing = {(row, col) for row in EVIDENCE_ROWS for col in EVIDENCE_COLUMNS} - backed_cells(name)
+    assert not missing, f"{name}: no check cell names {sorted(missing)}"

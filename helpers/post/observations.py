@@ -21,7 +21,7 @@ One module for the four chapters of Part III:
 - "Dropout under heavy pruning" (12): :func:`crossing`, where one accuracy
   curve with a band over seeds overtakes another for good, and
   :func:`crossing_rule` with :func:`crosses`, the chapter's rule built on it;
-- chapters 10 and 12: :func:`as_ran_obd_sweep`, the post's OBD loop as it
+- chapters 11 and 12: :func:`as_ran_obd_sweep`, the post's OBD loop as it
   ran (``as_ran.obd_as_ran``) on any network variant, over seeds.
 
 Every function validates its arguments before any work and raises
@@ -507,7 +507,7 @@ _PUBLISHED_OBD_RUNS = {
 
 def as_ran_obd_sweep(variant: str, fractions: Sequence[float], scope: str = "global",
                      seeds: Sequence[int] = networks.SEEDS) -> np.ndarray:
-    """The post's OBD loop as its scripts ran it, on any network variant (chapters 10 and 12).
+    """The post's OBD loop as its scripts ran it, on any network variant (chapters 11 and 12).
 
     Shape ``(len(seeds), len(fractions))``. Exactly the computation of
     ``as_ran.as_ran_sweep`` (TensorFlow 0.x row sums on a fresh 64-image
