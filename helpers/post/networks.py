@@ -8,12 +8,12 @@ so any chapter can ask for them in any order; the tests retrain them on
 
 The initial scale. The post's scripts do not set the initial weights
 themselves: they call a ``weight_variable`` / ``bias_variable`` pair from a
-utilities file shared by the whole repository. The recipe as the post states
-it draws kernels from a truncated normal with standard deviation 0.02 and
-starts biases at 0 (``POST_STATED``, ``training.TrainConfig``'s defaults);
-the utilities file the scripts really imported ignored its ``stddev``
-argument and drew kernels with standard deviation 0.1 and biases 0.1
-(``HELPER_0_1``). Chapter "Training the two networks" proves the latter from
+utilities file shared by the whole repository. As a reader of the repository
+finds that file today, it draws kernels from a truncated normal with standard
+deviation 0.02 and starts biases at 0 (``POST_STATED``, "the stated scale",
+``training.TrainConfig``'s defaults); the post itself gives no scale. When the
+runs were made, the file drew kernels with standard deviation 0.1 and biases
+0.1 (``HELPER_0_1``); it changed to 0.02 and 0 a few days later. Chapter "Training the two networks" proves the latter from
 the post's own checkpoints and shows that it brings the dense accuracies to
 the published ones, so the shared networks (``post_config``,
 ``post_models``) are trained from ``HELPER_0_1``; ``POST_STATED`` stays for
