@@ -177,6 +177,13 @@ def test_no_chapter_stores_an_error_or_a_warning(path):
             assert output.get("name") != "stderr", f"cell {i} writes to stderr: {''.join(output['text'])[:200]}"
 
 
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_every_cell_has_its_own_id(path):
+    """nbformat 4.5 requires a cell id (new cells written by hand tend to lack one)."""
+    ids = [cell.get("id") for cell in json.loads(path.read_text())["cells"]]
+    assert all(ids) and len(set(ids)) == len(ids), [i for i, x in enumerate(ids) if not x]
+
+
 def test_figure_names_are_unique_across_the_book():
     seen: dict[str, str] = {}
     for path in NOTEBOOKS:
