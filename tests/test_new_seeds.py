@@ -388,14 +388,18 @@ def test_09_most_negative_slower_than_published_at_3_percent(ch09):
         assert ch09["as_ran"][scope][:, 3].mean() > published.curve(run)[1][3], scope
 
 
-def test_09_most_negative_near_chance_at_19_percent(ch09, mnist):
-    """09 (verdict): at 19 % every most-negative run is below 0.2, most score exactly one digit's share."""
-    _, (_, y_test) = mnist
-    counts = np.bincount(y_test, minlength=10)
+def test_09_most_negative_near_chance_at_19_percent(ch09, nets, mnist):
+    """09 (verdict): at 19 % every most-negative run is below 0.2 and sends more than three fifths of
+    the test images to one digit, at least half of the runs all of them (the majority share, as the
+    chapter computes it; here 1.0, 1.0, 0.69, 0.9998, 0.93, 1.0)."""
+    _, (x_test, y_test) = mnist
     at_19 = np.concatenate([ch09["as_ran"][scope][:, -1] for scope in RUNS09])
-    hits = np.rint(at_19 * len(y_test)).astype(int)
-    assert np.all(hits < 0.2 * len(y_test)), hits
-    assert sum(h in counts for h in hits) > len(hits) / 2, hits
+    assert np.all(at_19 < 0.2), at_19
+    share = np.array([observations.layer_activity(
+        t.model, x_test, y_test, as_ran.tf0_masks(t.model.get_weights(), 0.19, scope)).majority_share
+        for scope in RUNS09 for t in nets["plain"]])
+    assert np.all(share > 0.6), share
+    assert np.sum(share == 1.0) >= len(share) / 2, share
 
 
 def test_09_smallest_w_and_random_deletion_at_10_percent(ch09):
