@@ -16,9 +16,9 @@ chapter that introduces it:
 ``helpers.post``: replicating the 2016 post.
   ``networks`` (its networks, seeds and initial scale): "Training the two
   networks". ``published`` (its published numbers), ``described`` (its runs as
-  described): "The five experiments, as the post describes them". ``as_ran``
+  described): "The five experiments, done as the post describes them". ``as_ran``
   (its runs as its code ran them) and ``checkpoints`` (the post's own trained
-  networks, ``checkpoints.load_post_network``): "As the code ran". ``observations``: Part III, "Does magnitude pruning
+  networks, ``checkpoints.load_post_network``): "What the post's code computed". ``observations``: Part III, "Does magnitude pruning
   collapse?" to "Does dropout pay off under heavy pruning?".
 ``helpers.chapters``: code one chapter needs.
   ``tiny`` (a network small enough for its full Hessian): "The Taylor expansion

@@ -58,7 +58,7 @@ def hessian_row_sums(model: keras.Model, x: np.ndarray, y: np.ndarray, scope: st
 
     ``scope="global"`` sums each row over all parameters (the post's all-layer
     scripts); ``scope="layer"`` sums only within the variable's own diagonal
-    block (its layer-wise scripts). Chapter "As the code ran".
+    block (its layer-wise scripts). Chapter "What the post's code computed".
     """
     if not isinstance(scope, str) or scope not in ROW_SUM_SCOPES:
         raise ValueError(f"scope must be one of {ROW_SUM_SCOPES}, got {scope!r}")

@@ -8,7 +8,7 @@ removes the parameters with the *lowest* scores first.
 - ``"obd_lecun"``: the same with the paper's backpropagated diagonal.
 - ``"fisher"``: the same with the empirical Fisher diagonal.
 - ``"asran_magnitude"``: u_k itself, so the most negative weights go first,
-  as the post's "magnitude" scripts ran (chapter "As the code ran").
+  as the post's "magnitude" scripts ran (chapter "What the post's code computed").
 - ``"asran_obd"``: the Hessian row sums themselves, without u_k^2 / 2, so
   the most negative row sums go first, as the post's "OBD" scripts ran.
   ``scope`` picks the full Hessian (``"global"``, the all-layer scripts) or the

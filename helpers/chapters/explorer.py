@@ -48,7 +48,7 @@ NETWORKS: dict[str, str] = {
     "plain": "no dropout (lr 1e-4)",
     "dropout": "dropout 0.2 (lr 1e-4)",
     "dropout_lr1e-5": "dropout 0.2 (lr 1e-5, as the post ran it)",
-    # The post's own trained networks, one per run (chapter "As the code ran"); seed 0 only.
+    # The post's own trained networks, one per run (chapter "What the post's code computed"); seed 0 only.
     **{f"post_{name}": f"the post's network for {'OBD' if run.method == 'obd' else 'magnitude'}, "
                          f"{'all layers' if run.scope == 'global' else 'layer-wise'}"
                          f"{', dropout' if run.dropout else ''}"

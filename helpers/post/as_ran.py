@@ -1,4 +1,5 @@
-"""The post's five runs as its scripts ran them (chapter "As the code ran"; reused in "Side by side").
+"""The post's five runs as its scripts ran them (chapter "What the post's code computed";
+reused in "Which of the post's conclusions survive").
 
 ``obd_as_ran`` replays the post's OBD loop (a fresh 64-image batch per step,
 row-sum ranking, the faulty restore), in exact arithmetic or as TensorFlow 0.x
@@ -234,7 +235,7 @@ def gauss_newton_row_sums(model: keras.Model, x: np.ndarray, y: np.ndarray) -> l
     weights the logits' second derivatives by the loss gradient. ``G @ 1``
     is what the row sums would be if that second part vanished, and
     ``hessian_row_sums - G @ 1`` what they would be if the loss's own
-    curvature ``A`` vanished (hypotheses of chapter "As the code ran").
+    curvature ``A`` vanished (hypotheses of chapter "What the post's code computed").
     """
     chain = network.dense_chain(model)
     x, y = network.check_xy(x, y, chain.input_width, chain.n_classes)

@@ -1,4 +1,4 @@
-"""The 2016 post's own five trained networks (chapter "As the code ran").
+"""The 2016 post's own five trained networks (chapter "What the post's code computed").
 
 The post's author committed the final TensorFlow 0.x checkpoint of each
 published run (MIT licence, ``trained/LICENSE``). They ship inside this
@@ -101,7 +101,7 @@ def read_post_checkpoint(run: str) -> PostCheckpoint:
 
 
 def load_post_network(run: str) -> keras.Sequential:
-    """The book's MLP holding the trained weights of the post's ``run`` (chapter "As the code ran").
+    """The book's MLP holding the trained weights of the post's ``run`` (chapter "What the post's code computed").
 
     The dropout run comes back with its Dropout layers (rate 0.2, the post's
     keep probability 0.8), which are inactive at inference.

@@ -1,10 +1,10 @@
-"""The post's five runs as it *describes* them (chapter "The five experiments, as the post describes them").
+"""The post's five runs as it *describes* them (chapter "The five experiments, done as the post describes them").
 
 The post names five pruning runs (``published.RUNS``): magnitude or OBD
 saliency, pruned over all layers at once or layer by layer, on the network
 without dropout, plus all-layer OBD on the dropout network. "As described"
 means what the post's text says, not what its scripts computed (that is
-chapter "As the code ran"):
+chapter "What the post's code computed"):
 
 - magnitude: the score is ``|w|``, smallest pruned first;
 - OBD: the score is ``s_k = h_kk u_k^2 / 2`` with the exact Hessian diagonal
