@@ -186,6 +186,13 @@ def test_every_cell_has_its_own_id(path):
     assert all(ids) and len(set(ids)) == len(ids), [i for i, x in enumerate(ids) if not x]
 
 
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_numbered_sections_run_one_to_n(path):
+    numbers = [int(m) for cell in json.loads(path.read_text())["cells"] if cell["cell_type"] == "markdown"
+               for m in re.findall(r"^## (\d+)\.", "".join(cell["source"]), flags=re.M)]
+    assert numbers == list(range(1, len(numbers) + 1)), numbers
+
+
 def test_figure_names_are_unique_across_the_book():
     seen: dict[str, str] = {}
     for path in NOTEBOOKS:
