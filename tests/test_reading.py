@@ -49,9 +49,7 @@ LIMITS = {
 }
 
 # chapter -> {measure: the issue that rewrites it}; strict expected failures (see the docstring).
-KNOWN_EXCEPTIONS: dict[str, dict[str, str]] = {
-    "11_dropout_and_the_diagonal": {"words_per_figure": "issue 29", "numbers_per_100_words": "issue 29"},
-}
+KNOWN_EXCEPTIONS: dict[str, dict[str, str]] = {}
 
 
 def prose(markdown: str) -> str:
