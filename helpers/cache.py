@@ -231,10 +231,8 @@ def has(kind: str, config: Mapping[str, Any], *, version: str, shipped: bool = F
     plain = _plain_config(config)
     if shipped:
         path = _shipped_file(kind, plain)
-        if path is not None and path.is_file():
-            record = _manifest(path.parents[1])[f"{kind}/{path.name}"]
-            if _file_sha256(path) == record.get("sha256"):
-                return True
+        if path is not None and _shipped_intact(kind, path):
+            return True
     identity = {"kind": kind, "config": plain, "version": version}
     path = _entry_path(identity)
     if not path.exists():
@@ -417,15 +415,20 @@ def _read_shipped(kind: str, plain: dict[str, Any]) -> dict[str, np.ndarray] | N
     path = _shipped_file(kind, plain)
     if path is None:
         return None
-    record = _manifest(path.parents[1])[f"{kind}/{path.name}"]
     try:
-        if not path.is_file() or _file_sha256(path) != record.get("sha256"):
+        if not _shipped_intact(kind, path):
             raise _BadEntry("its sha256 is not the manifest's")
         return _read_entry(path, {"kind": kind, "config": plain})
     except _BadEntry as problem:
         warnings.warn(f"shipped result {path} is unusable ({problem}); building it instead",
                       CacheWarning, stacklevel=3)
         return None
+
+
+def _shipped_intact(kind: str, path: Path) -> bool:
+    """Whether the shipped file at ``path`` exists and has the sha256 its manifest lists."""
+    record = _manifest(path.parents[1])[f"{kind}/{path.name}"]
+    return path.is_file() and _file_sha256(path) == record.get("sha256")
 
 
 def _manifest(root: Path) -> dict[str, dict[str, Any]]:

@@ -57,12 +57,8 @@ def use_inline_backend() -> None:
     would otherwise neither show nor store figures. Outside a kernel (a plain
     script, the unit tests) this does nothing.
     """
-    try:
-        from IPython import get_ipython
-    except ImportError:  # IPython is a dependency of ipykernel; plain Python may lack it
-        return
-    shell = get_ipython()
-    if shell is not None and getattr(shell, "kernel", None) is not None:
+    shell = _kernel_shell()
+    if shell is not None:
         shell.run_line_magic("matplotlib", "inline")
 
 
@@ -115,15 +111,21 @@ def png(fig: Figure, max_width: int = MAX_WIDTH_PX) -> bytes:
 
 def _cap_stored_width() -> None:
     """In a Jupyter kernel, store every figure through ``png`` (at most ``MAX_WIDTH_PX`` wide)."""
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return
-    shell = get_ipython()
-    if shell is None or getattr(shell, "kernel", None) is None:
+    shell = _kernel_shell()
+    if shell is None:
         return
     formatter = shell.display_formatter.formatters["image/png"]
     formatter.for_type(Figure, lambda fig: base64.b64encode(png(fig)).decode("ascii"))
+
+
+def _kernel_shell():
+    """The IPython shell when running in a Jupyter kernel, else None (a plain script, the tests)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:  # IPython is a dependency of ipykernel; plain Python may lack it
+        return None
+    shell = get_ipython()
+    return shell if shell is not None and getattr(shell, "kernel", None) is not None else None
 
 
 def label(method: str, scope: str | None = None, model: str | None = None) -> str:

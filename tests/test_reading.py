@@ -18,6 +18,7 @@ are the chapters', its numbers are the chapters' computed ones, and its short pa
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import re
 from pathlib import Path
@@ -136,13 +137,9 @@ def measure(path: Path) -> dict[str, float]:
     }
 
 
-_MEASURED: dict[str, dict[str, float]] = {}
-
-
+@functools.cache
 def measured(name: str) -> dict[str, float]:
-    if name not in _MEASURED:
-        _MEASURED[name] = measure(ROOT / "notebooks" / f"{name}.ipynb")
-    return _MEASURED[name]
+    return measure(ROOT / "notebooks" / f"{name}.ipynb")
 
 
 def _cases():

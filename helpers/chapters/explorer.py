@@ -50,7 +50,7 @@ NETWORKS: dict[str, str] = {
     "dropout_lr1e-5": "dropout 0.2 (lr 1e-5, as the post ran it)",
     # The post's own trained networks, one per run (chapter "What the post's code computed"); seed 0 only.
     **{f"post_{name}": f"the post's network for {'OBD' if run.method == 'obd' else 'magnitude'}, "
-                         f"{'all layers' if run.scope == 'global' else 'layer-wise'}"
+                         f"{plotting.SCOPE_NAMES[run.scope]}"
                          f"{', dropout' if run.dropout else ''}"
        for name, run in published.RUNS.items()},
 }
