@@ -30,8 +30,9 @@ import tensorflow as tf
 
 from helpers import cache, checks, data, metrics, models, network, pruning, saliency, training
 
-#: Saliencies a schedule may use (both recomputed on the pruned model every round).
-SCHEDULE_METHODS = ("magnitude", "obd")
+#: Rankings a schedule may use, recomputed on the pruned model every round: the two
+#: saliencies, and ``"random"``, a uniform random score per parameter (the baseline).
+SCHEDULE_METHODS = ("magnitude", "obd", "random")
 _LOSSES = ("sum", "mean")
 
 
@@ -263,7 +264,7 @@ def _run_schedule(trained: training.TrainedModel, schedule: Schedule) -> dict[st
     out = {k: [] for k in ("sparsity", "pruned_accuracy", "accuracy", "val_accuracy", "steps")}
     logs = {k: [] for k in ("round", "step", "train_loss", "val_accuracy", "test_accuracy")}
     for r, target in enumerate(schedule.sparsities):
-        scores = saliency.saliency(model, schedule.method, x_score, y_score, scope=schedule.scope)
+        scores = _scores(model, schedule, r, x_score, y_score)
         masks = pruning.prune_masks(freeze_pruned(scores, masks), target, scope=schedule.scope)
         pruning.apply_masks(model, masks)
         out["sparsity"].append(1.0 - sum(m.sum() for m in masks) / sum(m.size for m in masks))
@@ -289,6 +290,15 @@ def _run_schedule(trained: training.TrainedModel, schedule: Schedule) -> dict[st
         arrays[f"w{i}"] = w
         arrays[f"m{i}"] = m
     return arrays
+
+
+def _scores(model: keras.Model, schedule: Schedule, round_: int, x: np.ndarray,
+            y: np.ndarray) -> list[np.ndarray]:
+    """Round ``round_``'s scores: a saliency, or uniform draws from ``(schedule.seed, round_)``."""
+    if schedule.method == "random":
+        rng = np.random.default_rng((schedule.seed, round_))
+        return [rng.random(w.shape) for w in model.get_weights()]
+    return saliency.saliency(model, schedule.method, x, y, scope=schedule.scope)
 
 
 def _unpack(trained: training.TrainedModel, schedule: Schedule,

@@ -249,3 +249,25 @@ def test_prune_and_retrain_all_side_by_side_equals_one_at_a_time(isolated_cache)
         retraining.prune_and_retrain_all(trained, [])
     with pytest.raises(TypeError, match=r"trained\[1\]"):
         retraining.prune_and_retrain_all([trained[0], trained[1].model], schedules)
+
+
+def test_random_schedule_is_a_seeded_nested_baseline(isolated_cache):
+    """The random ranking prunes the stated share, differs between seeds, repeats under one seed, and
+    a schedule at sparsity 0 retrains the dense network with nothing pruned."""
+    trained = training.train_model(training.TrainConfig(layer_sizes=(784, 12, 10), steps=200,
+                                                        log_every=200))
+    runs = [retraining.prune_and_retrain(trained, retraining.Schedule(
+        "random", (0.5, 0.8), steps_per_round=40, log_every=40, seed=s), use_cache=False)
+        for s in (0, 0, 1)]
+    n = sum(w.size for w in trained.model.get_weights())
+    assert np.allclose(runs[0].sparsity, [pruning.n_pruned(f, n) / n for f in (0.5, 0.8)])
+    assert all(np.array_equal(a, b) for a, b in zip(runs[0].masks, runs[1].masks))
+    assert not all(np.array_equal(a, b) for a, b in zip(runs[0].masks, runs[2].masks))
+    # Not a ranking by size: the pruned and the kept weights have about the same sizes.
+    w = np.concatenate([a.ravel() for a in trained.model.get_weights()])
+    m = np.concatenate([a.ravel() for a in runs[0].masks])
+    assert abs(np.median(np.abs(w[m == 0])) / np.median(np.abs(w[m == 1])) - 1) < 0.2
+    dense = retraining.prune_and_retrain(trained, retraining.Schedule(
+        "magnitude", (0.0,), steps_per_round=40, log_every=20), use_cache=False)
+    assert dense.sparsity[0] == 0 and all(np.all(k == 1) for k in dense.masks)
+    assert list(dense.log["step"]) == [20, 40]
