@@ -7,5 +7,6 @@ Import the modules, e.g. ``from helpers.post import as_ran, networks``:
 - ``described``: the post's runs as its text describes them.
 - ``as_ran``: the post's runs as its code ran them.
 - ``checkpoints``: the post's own trained networks (``checkpoints.load_post_network``).
+- ``forensics``: the replay's tested causes (reader offsets, the dropout run's cut, 2016 pixels).
 - ``observations``: the measurements behind the post's four observations (Part III).
 """
