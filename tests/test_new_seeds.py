@@ -12,13 +12,14 @@ claim is a cell of an evidence table). The chapters state each claim so that it 
 sets of seeds, and the tests assert it as stated.
 
 Not covered: claims about the post's own checkpoints (the same on any seed), claims about
-networks trained from the stated initial scale alone, the claims of chapter 07, and those of
+networks trained from the stated initial scale alone other than those of chapters 05, 06 and 12,
+the claims of chapter 07, and those of
 chapters 13 to 16 (retraining, Optimal Brain Surgeon, the convolutional network, the
 explorer), whose computations take many minutes per seed.
 
 The networks and every result built on them use the reader's model cache (``.cache``, or
-``OBD_CACHE_DIR``), like the notebooks: the first run trains twelve networks (the nine
-shared ones and the plain network from the stated scale, three seeds each) and takes
+``OBD_CACHE_DIR``), like the notebooks: the first run trains fifteen networks (the nine
+shared ones, and the plain and the slow dropout network from the stated scale, three seeds each) and takes
 several minutes on two cores; later runs read them back.
 """
 
@@ -629,6 +630,46 @@ def test_10_sensitivity_allocation_beats_weight_scale(ch10_grid):
     assert ch10_grid[OBD, 0].mean() > ch10_grid[MAG, 0].mean()
 
 
+@pytest.fixture(scope="module")
+def ch10_curvature(nets, ch10_scores, mnist):
+    """Chapter 10's allocation by curvature alone (h_kk = 2 s_k / u_k^2), mean accuracy over 40-80 %: (ranking, seed)."""
+    _, (x_test, y_test) = mnist
+    scores = ch10_scores[0]
+    levels = [f for f in F10 if 0.4 <= f <= 0.8]
+    rows = []
+    for s, t in enumerate(nets["plain"]):
+        curvature = [np.where(u != 0, 2 * s_ / np.where(u != 0, u, 1) ** 2, 0.0)
+                     for s_, u in zip(scores["obd"][s], t.model.get_weights())]
+        rows.append([pruning.sweep(t.model, observations.transplant_allocation(curvature, scores[r][s]),
+                                   levels, x_test, y_test, "global").mean()
+                     for r in observations.INSIDE_RANKINGS])
+    return np.array(rows).T
+
+
+def test_10_curvature_alone_beats_weight_scale(ch10_grid, ch10_curvature):
+    """10 (verdict, C2): allocating by curvature alone beats the |w| allocation with OBD inside by 5 points on average and 3 on every seed; with |w| inside by 3 on average, on most seeds."""
+    MAG = 1
+    by_curvature = ch10_curvature
+    assert np.all(by_curvature[1] > ch10_grid[MAG, 1] + 0.03), (by_curvature[1], ch10_grid[MAG, 1])
+    assert by_curvature[1].mean() > ch10_grid[MAG, 1].mean() + 0.05, (by_curvature[1], ch10_grid[MAG, 1])
+    assert by_curvature[0].mean() > ch10_grid[MAG, 0].mean() + 0.03, (by_curvature[0], ch10_grid[MAG, 0])
+    assert np.sum(by_curvature[0] > ch10_grid[MAG, 0]) >= 2, (by_curvature[0], ch10_grid[MAG, 0])
+
+
+def test_10_curvature_alone_as_good_as_obd_allocation(ch10_grid, ch10_curvature):
+    """10 (C2): the curvature-alone allocation is within a point of OBD's own allocation on average, for both rankings."""
+    OBD = 2
+    assert np.all(np.abs(ch10_curvature.mean(1) - ch10_grid[OBD].mean(1)) < 0.01), (ch10_curvature, ch10_grid[OBD])
+
+
+def test_10_mean_gap_under_a_point_over_1_to_19_percent(ch10):
+    """10 (verdict, C1): as described, the mean all-layer minus layer-wise gap over 1-19 % is under a point on every seed, both saliencies."""
+    light = (np.array(F10) >= 0.01) & (np.array(F10) <= 0.19)
+    for m in ("magnitude", "obd"):
+        g = gap10(ch10["described"], m, light)
+        assert np.all(np.abs(g) < 0.01), (m, g)
+
+
 def test_10_w2_costs_most_under_uniform_allocation(ch10_loss):
     """10: under the uniform allocation at 50 %, W2 alone raises the loss most."""
     per_tensor = ch10_loss["layer"][1][:, :-1]
@@ -681,22 +722,20 @@ def ch11_saturation(nets, mnist):
 
 
 @pytest.fixture(scope="module")
-def ch11_q_over_d(nets, mnist):
-    (x_pool, y_pool), _ = mnist
-    x_sub, y_sub = x_pool[:10_000], y_pool[:10_000]
-    fractions = (0.2, 0.4, 0.6)
-    rng = np.random.default_rng(0)
-    random_scores = [[rng.random(w.shape) for w in nets["plain"][0].model.get_weights()] for _ in range(2)]
-    ratios = {v: {} for v in VARIANTS}
-    for i, seed in enumerate(SEEDS):
-        plain, dropout = (described.described_scores("obd_all_layers_prune", seed, variant=v)
-                          for v in ("plain", "dropout"))
-        sets = observations.deletion_sets({"plain ranking": [plain], "dropout ranking": [dropout],
-                                           "random": random_scores}, fractions)
-        for v in VARIANTS:
-            for kind, r in observations.q_over_d(nets[v][i].model, x_sub, y_sub, sets).items():
-                ratios[v].setdefault(kind, []).append(r)
-    return {v: {k: np.concatenate(r) for k, r in d.items()} for v, d in ratios.items()}
+def ch11_mechanism(nets):
+    """Chapter 11's section 5 on CHECK_SEEDS, as the chapter computes it
+    (``observations.mechanism_terms``): network -> kind -> measure -> (seeds x draws, levels)."""
+    per_seed = [observations.mechanism_terms(seed)[0] for seed in SEEDS]
+    return {v: {k: {m: np.concatenate([p[v][k][m] for p in per_seed]) for m in observations.MECHANISM_MEASURES}
+                for k in observations.MECHANISM_KINDS} for v in observations.MECHANISM_NETWORKS}
+
+
+def per_level(stat, r):
+    """stat of each column of r over its defined values, NaN if none (chapter 11's per_level)."""
+    return np.array([stat(c[np.isfinite(c)]) if np.isfinite(c).any() else np.nan for c in r.T])
+
+
+MECH_SMALL, MECH_BIG = slice(0, 3), slice(3, None)  # chapter 11's 1-5 % and 20-60 %
 
 
 def test_11_as_ran_dropout_below_0_8_from_6_percent(dropout_curves):
@@ -731,12 +770,6 @@ def test_11_dropout_loses_less_than_plain_from_62_to_76_percent(dropout_curves):
     assert np.all(loss["dropout"].mean(0)[62:77] < loss["plain"].mean(0)[62:77])
 
 
-def test_11_dropout_loses_no_more_than_plain_to_76_percent(dropout_curves):
-    """11 (verdict): at 1e-4 the dropout network loses no more than the plain one up to 76 % on average."""
-    loss = dropout_curves[2]
-    assert np.all(loss["dropout"].mean(0)[:77] <= loss["plain"].mean(0)[:77] + 0.001)
-
-
 def test_11_dropout_ahead_at_70_percent(dropout_curves):
     """11: at 70 % the dropout network at 1e-4 is more than half a point ahead on average."""
     correct = dropout_curves[0]
@@ -763,32 +796,99 @@ def test_11_dropout_networks_saturate_less(ch11_saturation):
     assert sat["dropout_lr1e-5"].max() == 0
 
 
-def test_11_random_sets_q_over_d(ch11_q_over_d):
-    """11: on random sets Q/D is 0.5-1.5 for plain, 1.9-5 for dropout at 1e-4, every dropout value above every plain one."""
-    rnd = {v: ch11_q_over_d[v]["random"] for v in VARIANTS}
-    assert 0.5 < rnd["plain"].min() and rnd["plain"].max() < 1.5, rnd["plain"]
-    assert 1.9 < rnd["dropout"].min() and rnd["dropout"].max() < 5, rnd["dropout"]
-    assert np.all(rnd["dropout"].min(0) > rnd["plain"].max(0))
+def test_11_random_sets_q_over_d(ch11_mechanism):
+    """11: on random sets plain Q/D is 0.4-2.2 (under 1.5 from 20 %), dropout at 1e-4 1.9-5 from 20 %, above every plain value."""
+    rnd = {v: ch11_mechanism[v]["random"]["Q/D"] for v in observations.MECHANISM_NETWORKS}
+    assert 0.4 < rnd["plain"].min() and rnd["plain"].max() < 2.2 and rnd["plain"][:, MECH_BIG].max() < 1.5, rnd["plain"]
+    assert 1.9 < rnd["dropout"][:, MECH_BIG].min() and rnd["dropout"][:, MECH_BIG].max() < 5, rnd["dropout"]
+    assert np.all(rnd["dropout"][:, MECH_BIG].min(0) > rnd["plain"][:, MECH_BIG].max(0))
 
 
-def test_11_slow_dropout_larger_q_over_d_on_random_sets(ch11_q_over_d):
-    """11: on random sets the median Q/D is larger still at the post's 1e-5."""
-    med = {v: np.median(ch11_q_over_d[v]["random"], axis=0) for v in VARIANTS}
-    assert np.all(med["dropout_lr1e-5"] > med["dropout"])
+def test_11_random_sets_q_over_d_rises_with_sparsity(ch11_mechanism):
+    """11: on random sets the dropout networks' median Q/D rises with sparsity (at 1e-4 from 5 %), higher at 1e-5 from 20 %."""
+    med = {v: per_level(np.median, ch11_mechanism[v]["random"]["Q/D"]) for v in ("dropout", "dropout_lr1e-5")}
+    assert np.all(np.diff(med["dropout"][2:]) > 0) and np.all(np.diff(med["dropout_lr1e-5"]) > 0), med
+    assert np.all(med["dropout_lr1e-5"][MECH_BIG] > med["dropout"][MECH_BIG]), med
 
 
-def test_11_obd_sets_dropout_larger_q_over_d_at_40_and_60_percent(ch11_q_over_d):
+def test_11_q_over_d_small_at_1_to_5_percent(ch11_mechanism):
+    """11: at 1-5 % every network's Q/D on random sets is below 3; OBD's sets there hold only zero-saliency parameters at 1 %."""
+    assert max(ch11_mechanism[v]["random"]["Q/D"][:, MECH_SMALL].max()
+               for v in observations.MECHANISM_NETWORKS) < 3
+    for v in observations.MECHANISM_NETWORKS:
+        for kind in ("plain ranking", "dropout ranking"):
+            assert ch11_mechanism[v][kind]["D/2"][:, 0].max() < 1e-6, (v, kind)
+
+
+def test_11_dropout_q_over_d_about_four_at_60_percent(ch11_mechanism):
+    """11: on random sets at 60 % the dropout network at 1e-4 has a median Q/D of about four (3.5 to 5)."""
+    med = np.median(ch11_mechanism["dropout"]["random"]["Q/D"][:, 5])
+    assert 3.5 < med < 5, med
+
+
+def test_11_and_12_every_fair_dropout_seed_ahead_at_70_percent(dropout_curves):
+    """11, 12: with correct OBD at 70 % every dropout seed at 1e-4 is above every plain seed."""
+    correct = dropout_curves[0]
+    assert correct["dropout"][:, 70].min() > correct["plain"][:, 70].max(), (correct["dropout"][:, 70], correct["plain"][:, 70])
+
+
+def test_11_dropout_above_the_tempered_control(ch11_mechanism):
+    """11: the tempered plain control's Q/D rises to 1.5-3 (median) at 60 % on random sets; every dropout value from 20 % is above every tempered one."""
+    temp, drop = (ch11_mechanism[v]["random"]["Q/D"] for v in ("tempered plain", "dropout"))
+    assert temp[:, 5].max() < 3 and np.median(temp[:, 5]) > 1.5, temp[:, 5]
+    assert np.all(drop[:, MECH_BIG].min(0) > temp[:, MECH_BIG].max(0)), (drop[:, MECH_BIG], temp[:, MECH_BIG])
+
+
+def test_11_obd_sets_dropout_larger_q_over_d_at_40_and_60_percent(ch11_mechanism):
     """11: on either OBD ranking's sets at 40 and 60 %, dropout's median Q/D exceeds plain's."""
     for kind in ("plain ranking", "dropout ranking"):
-        med = {v: np.median(ch11_q_over_d[v][kind], axis=0) for v in ("plain", "dropout")}
-        assert np.all(med["dropout"][1:] > med["plain"][1:]), kind
+        med = {v: per_level(np.median, ch11_mechanism[v][kind]["Q/D"]) for v in ("plain", "dropout")}
+        assert np.all(med["dropout"][4:] > med["plain"][4:]), kind
 
 
-def test_11_obd_sets_at_20_percent_follow_the_ranking(ch11_q_over_d):
+def test_11_obd_sets_at_20_percent_follow_the_ranking(ch11_mechanism):
     """11: at 20 %, each network's median Q/D is the larger on its own ranking's set."""
-    med = {v: {k: np.median(r, axis=0) for k, r in ch11_q_over_d[v].items()} for v in ("plain", "dropout")}
-    assert med["plain"]["plain ranking"][0] > med["dropout"]["plain ranking"][0]
-    assert med["dropout"]["dropout ranking"][0] > med["plain"]["dropout ranking"][0]
+    med = {v: {k: per_level(np.median, r["Q/D"]) for k, r in ch11_mechanism[v].items()} for v in ("plain", "dropout")}
+    assert med["plain"]["plain ranking"][3] > med["dropout"]["plain ranking"][3]
+    assert med["dropout"]["dropout ranking"][3] > med["plain"]["dropout ranking"][3]
+
+
+def test_11_cross_terms_close_the_diagonals_miss(ch11_mechanism):
+    """11 (verdict, mechanism): on random sets from 20 %, the full quadratic closes over 35 points of the diagonal's miss at 1e-5 (missing under 45 %), 5 points or more at 1e-4, under 5 for plain."""
+    miss = {v: {m: ch11_mechanism[v]["random"][m][:, MECH_BIG] for m in ("diagonal miss", "quadratic miss")}
+            for v in observations.MECHANISM_NETWORKS}
+    gain = {v: np.median(d["diagonal miss"] - d["quadratic miss"], 0) for v, d in miss.items()}
+    assert np.all(gain["dropout_lr1e-5"] > 0.35), gain
+    assert np.all(np.median(miss["dropout_lr1e-5"]["quadratic miss"], 0) < 0.45)
+    assert np.all(gain["dropout"] > 0.05) and np.all(gain["dropout"] < gain["dropout_lr1e-5"]), gain
+    assert np.all(gain["plain"] < 0.05), gain["plain"]
+
+
+def test_11_tempered_control_gains_as_much_as_dropout(ch11_mechanism):
+    """11: the tempered plain control gains from the cross terms as much as dropout at 1e-4 at 40 and 60 % (within 5 points), more at 60 %."""
+    gain = {v: np.median(ch11_mechanism[v]["random"]["diagonal miss"][:, MECH_BIG]
+                         - ch11_mechanism[v]["random"]["quadratic miss"][:, MECH_BIG], 0)
+            for v in ("dropout", "tempered plain")}
+    assert np.all(gain["tempered plain"][1:] > gain["dropout"][1:] - 0.05), gain
+    assert gain["tempered plain"][2] > gain["dropout"][2], gain
+
+
+def test_11_slow_dropout_loses_fewer_points_at_80_and_90_percent(dropout_curves):
+    """11 (verdict): with correct OBD the dropout networks at 1e-5 lose fewer points than plain at 80 and 90 % on average."""
+    loss = dropout_curves[2]
+    assert np.all(loss["dropout_lr1e-5"].mean(0)[[80, 90]] < loss["plain"].mean(0)[[80, 90]])
+
+
+def test_11_dropout_loses_no_more_than_plain_to_70_percent(dropout_curves):
+    """11 (verdict): at 1e-4 the dropout network loses no more than the plain one to 70 % on average (within a tenth of a point)."""
+    loss = dropout_curves[2]
+    assert np.all(loss["dropout"].mean(0)[:71] <= loss["plain"].mean(0)[:71] + 0.001)
+
+
+def test_11_plain_steps_mostly_ranked_nan(nets):
+    """11 (verdict): as the replay recorded, more than half of the steps at 1-19 % ranked NaN scores on most plain seeds."""
+    nan_steps = as_ran.as_ran_details("obd_all_layers_prune", [i / 100 for i in range(20)], SEEDS)[1][:, 1:]
+    assert np.sum(nan_steps.mean(1) > 0.5) >= 2, nan_steps.mean(1)
 
 
 GRIDS12 = {"0-70 %": 26, "0-90 %": 28}  # the rule's grids, as columns of EXT_F
@@ -877,3 +977,31 @@ def test_12_as_ran_leads_rank_two_failures(dropout_curves):
     correct, scripts = dropout_curves[0], dropout_curves[1]
     assert scripts["plain"][:, AT_EXT[40]].mean() < 0.2
     assert min(correct[v][:, 40:71].min() for v in VARIANTS) > 0.89
+
+
+def test_12_slow_dropout_crosses_just_below_80_percent_on_the_1_percent_grid(dropout_curves):
+    """12: on the 1 % grid with correct OBD, dropout at 1e-5 crosses plain at 76-80 %; at 1e-4 it never crosses."""
+    correct = dropout_curves[0]
+    slow = observations.crossing_rule(F91, correct["dropout_lr1e-5"], correct["plain"], MARGIN)[0]
+    fair = observations.crossing_rule(F91, correct["dropout"], correct["plain"], MARGIN)[0]
+    assert observations.crosses(slow) and 0.76 <= slow.mean_from <= 0.8, slow
+    assert not observations.crosses(fair), fair
+
+
+@pytest.fixture(scope="module")
+def ch12_stated(reader_cache):
+    """Correct all-layer OBD at every percent to 90 on plain and dropout-at-1e-5 networks from the
+    stated initial scale (0.02, 0), on CHECK_SEEDS (the networks trained side by side first)."""
+    variants = ("plain", "dropout_lr1e-5")
+    networks.post_models_by_variant(variants, SEEDS, init=networks.POST_STATED)
+    return {v: described.described_sweep("obd_all_layers_prune", F91, SEEDS, variant=v, init=networks.POST_STATED)
+            for v in variants}
+
+
+def test_12_stated_scale_slow_dropout_never_crosses(ch12_stated):
+    """12 (verdict): from the stated initial scale dropout at 1e-5 never crosses plain to 90 % and trails it by more than 10 points at every level."""
+    at = [int(round(100 * f)) for f in EXT_F]
+    slow, plain = ch12_stated["dropout_lr1e-5"], ch12_stated["plain"]
+    c = observations.crossing_rule(EXT_F, slow[:, at], plain[:, at], MARGIN)[0]
+    lead = slow.mean(0) - plain.mean(0)
+    assert not observations.crosses(c) and lead.max() < -0.1, (c, lead.max())

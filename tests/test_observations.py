@@ -289,6 +289,51 @@ def test_q_over_d_is_the_quadratic_over_the_diagonal_of_each_set():
         observations.q_over_d(model, x, y, [])
 
 
+def test_random_scores_are_seeded_and_shaped_like_the_weights():
+    weights = small_mlp(SIZES).get_weights()
+    draws = observations.random_scores(weights)
+    assert len(draws) == 2 and all(s.shape == w.shape for d in draws for s, w in zip(d, weights))
+    rng = np.random.default_rng(0)
+    assert all(np.array_equal(a, rng.random(w.shape)) for d in draws for a, w in zip(d, weights))
+    with pytest.raises(TypeError, match="weights"):
+        observations.random_scores([])
+    with pytest.raises(ValueError, match="draws"):
+        observations.random_scores(weights, draws=0)
+
+
+def test_set_terms_gives_q_over_d_and_both_misses():
+    model = small_mlp(SIZES)
+    x, y = small_data(SIZES, n=60)
+    weights = model.get_weights()
+    sets = observations.deletion_sets({"magnitude": [[np.abs(w) for w in weights]],
+                                       "random": observations.random_scores(weights)}, (0.2, 0.5))
+    out = observations.set_terms(model, x, y, sets)
+    assert set(out) == {"magnitude", "random"} and set(out["random"]) == set(observations.MECHANISM_MEASURES)
+    assert out["random"]["Q/D"].shape == (2, 2)
+    assert np.allclose(out["random"]["Q/D"], observations.q_over_d(model, x, y, sets)["random"])
+    t = observations.taylor_terms(model, x, y, sets["random"][0])
+    assert np.allclose(out["random"]["D/2"][0], t.diagonal)
+    assert np.allclose(out["random"]["quadratic miss"][0], np.abs(t.actual - t.second_order) / np.abs(t.actual))
+    assert np.allclose(out["random"]["diagonal miss"][0],
+                       np.abs(t.actual - t.first_order - t.diagonal) / np.abs(t.actual))
+    with pytest.raises(TypeError, match="sets"):
+        observations.set_terms(model, x, y, {})
+
+
+def test_tempered_matches_the_target_loss_and_keeps_the_model():
+    model = small_mlp(SIZES)
+    x, y = small_data(SIZES, n=60)
+    before = [w.copy() for w in model.get_weights()]
+    loss = metrics.mean_loss(model, x, y)
+    copy, c = observations.tempered(model, loss * 0.5 + 0.5 * np.log(SIZES[-1]), x, y)
+    assert 0.01 < c < 1
+    assert np.isclose(metrics.mean_loss(copy, x, y), loss * 0.5 + 0.5 * np.log(SIZES[-1]), atol=1e-4)
+    assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+    assert np.allclose(copy.get_weights()[-2], c * before[-2])
+    with pytest.raises(ValueError, match="target_loss"):
+        observations.tempered(model, -1.0, x, y)
+
+
 # --------------------------------------------------------------------------- crossings
 
 FRACTIONS = [0.1, 0.2, 0.3, 0.4, 0.5]

@@ -17,7 +17,10 @@ One module for the four chapters of Part III:
 - "Dropout and the diagonal" (11): :func:`taylor_terms`, the terms of the
   second-order expansion of the loss for given deletion sets (``taylor.expand_many``);
   :func:`deletion_sets` and :func:`q_over_d`, the off-diagonal share of the
-  quadratic form on the same sets in different networks;
+  quadratic form on the same sets in different networks; :func:`random_scores`,
+  :func:`set_terms` and :func:`tempered`, the chapter's measures and its
+  confidence-matched control, gathered by the cached :func:`mechanism_terms`
+  (one training seed) and :func:`post_mechanism_terms` (the post's networks);
 - "Dropout under heavy pruning" (12): :func:`crossing`, where one accuracy
   curve with a band over seeds overtakes another for good, and
   :func:`crossing_rule` with :func:`crosses`, the chapter's rule built on it;
@@ -35,9 +38,10 @@ from dataclasses import dataclass, fields
 
 import keras
 import numpy as np
+from scipy import optimize
 
-from helpers import cache, checks, data, hessian, metrics, network, pruning, taylor, training
-from helpers.post import as_ran, networks
+from helpers import cache, checks, data, hessian, metrics, network, pruning, saliency, taylor, training
+from helpers.post import as_ran, checkpoints, described, networks
 
 
 # --------------------------------------------------------------------------- names and scales
@@ -382,16 +386,166 @@ def q_over_d(model: keras.Model, x: np.ndarray, y: np.ndarray,
     quadratic form of the deletion over its diagonal part (1: the cross terms
     cancel). Returns kind -> array of shape ``(draws, fractions)``.
     """
-    if not isinstance(sets, dict) or not sets:
-        raise TypeError("sets must be a non-empty dict as deletion_sets returns it")
-    width = {len(masks) for draws in sets.values() for masks in draws}
-    if len(width) != 1:
-        raise ValueError("every draw of sets must hold the same number of fractions")
-    n = width.pop()
-    flat = [m for draws in sets.values() for masks in draws for m in masks]
-    t = taylor_terms(model, x, y, flat)
-    ratios = iter((t.quadratic / t.diagonal).reshape(-1, n))
-    return {kind: np.array([next(ratios) for _ in draws]) for kind, draws in sets.items()}
+    t = _terms_of_sets(model, x, y, sets)
+    return _by_kind(sets, t.quadratic / t.diagonal)
+
+
+# --------------------------------------------------------------------------- chapter 11's mechanism
+
+#: Chapter 11's deletion levels: three where the post's dropout network collapsed as its
+#: scripts ran (1-5 %), three heavier ones (20-60 %).
+MECHANISM_FRACTIONS: tuple[float, ...] = (0.01, 0.02, 0.05, 0.2, 0.4, 0.6)
+#: The kinds of deletion sets, each applied unchanged to every network compared.
+MECHANISM_KINDS: tuple[str, ...] = ("plain ranking", "dropout ranking", "random")
+#: The networks of one seed: the three variants, and the plain one tempered to the dropout one's loss.
+MECHANISM_NETWORKS: tuple[str, ...] = ("plain", "dropout", "dropout_lr1e-5", "tempered plain")
+#: What :func:`set_terms` measures on each set (chapter 11's names).
+MECHANISM_MEASURES: tuple[str, ...] = ("Q/D", "D/2", "diagonal miss", "quadratic miss")
+#: The training images the mechanism is measured on (the first of the post's split).
+MECHANISM_IMAGES = 10_000
+_RANDOM_DRAWS, _RANDOM_SEED = 2, 0
+
+
+def random_scores(weights: Sequence[np.ndarray], draws: int = _RANDOM_DRAWS,
+                  seed: int = _RANDOM_SEED) -> list[list[np.ndarray]]:
+    """``draws`` lists of uniform random scores shaped like ``weights``, from
+    ``np.random.default_rng(seed)`` (chapter 11's random deletion sets)."""
+    if isinstance(weights, (str, bytes, np.ndarray)) or not isinstance(weights, Sequence) or not weights:
+        raise TypeError("weights must be a non-empty list of arrays")
+    draws = checks.integer(draws, "draws", 1)
+    seed = checks.seed(seed)
+    rng = np.random.default_rng(seed)
+    shapes = [np.shape(w) for w in weights]
+    return [[rng.random(s) for s in shapes] for _ in range(draws)]
+
+
+def set_terms(model: keras.Model, x: np.ndarray, y: np.ndarray,
+              sets: dict[str, Sequence[Sequence[Sequence[np.ndarray]]]]
+              ) -> dict[str, dict[str, np.ndarray]]:
+    """Chapter 11's measures of ``model`` on every deletion set of ``sets``.
+
+    ``sets`` as :func:`deletion_sets` returns it. Returns kind -> measure ->
+    array ``(draws, fractions)`` for the measures of ``MECHANISM_MEASURES``:
+    ``Q/D`` (NaN where ``D = 0``), ``D/2`` (the summed OBD saliencies), and the
+    misses ``|actual - (g.du + D/2)| / |actual|`` and
+    ``|actual - (g.du + Q/2)| / |actual|`` of the diagonal and of the full
+    quadratic prediction (:func:`taylor_terms`).
+    """
+    t = _terms_of_sets(model, x, y, sets)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = {"Q/D": np.where(t.diagonal > 0, t.quadratic / t.diagonal, np.nan), "D/2": t.diagonal,
+               "diagonal miss": np.abs(t.actual - t.first_order - t.diagonal) / np.abs(t.actual),
+               "quadratic miss": np.abs(t.actual - t.second_order) / np.abs(t.actual)}
+    split = {k: _by_kind(sets, a) for k, a in out.items()}
+    return {kind: {k: split[k][kind] for k in out} for kind in sets}
+
+
+def tempered(model: keras.Model, target_loss: float, x: np.ndarray, y: np.ndarray
+             ) -> tuple[keras.Model, float]:
+    """A copy of ``model`` whose last layer is scaled by ``c`` so that its mean loss on
+    ``(x, y)`` is ``target_loss``, and ``c`` (chapter 11's confidence-matched control).
+
+    ``c`` is found in ``[0.01, 1]`` by Brent's method (``xtol`` 1e-6); the
+    model's own weights are unchanged.
+    """
+    chain = network.dense_chain(model)
+    x, y = network.check_xy(x, y, chain.input_width, chain.n_classes)
+    target_loss = checks.positive(target_loss, "target_loss")
+    w = model.get_weights()
+
+    def scaled(c):
+        return w[:-2] + [c * w[-2], c * w[-1]]
+
+    def loss_with(weights):
+        saved = model.get_weights()
+        model.set_weights(weights)
+        try:
+            return metrics.mean_loss(model, x, y)
+        finally:
+            model.set_weights(saved)
+
+    c = optimize.brentq(lambda c: loss_with(scaled(c)) - target_loss, 0.01, 1.0, xtol=1e-6)
+    copy = keras.models.clone_model(model)
+    copy.set_weights(scaled(c))
+    return copy, float(c)
+
+
+def _pack(terms: dict[str, dict[str, dict[str, np.ndarray]]]) -> dict[str, np.ndarray]:
+    return {f"{net}|{kind}|{m}": a for net, d in terms.items() for kind, r in d.items()
+            for m, a in r.items()}
+
+
+def _unpack(arrays: dict[str, np.ndarray]) -> dict[str, dict[str, dict[str, np.ndarray]]]:
+    out: dict[str, dict[str, dict[str, np.ndarray]]] = {}
+    for name, a in arrays.items():
+        if name.count("|") == 2:
+            net, kind, m = name.split("|")
+            out.setdefault(net, {}).setdefault(kind, {})[m] = a
+    return out
+
+
+def mechanism_terms(seed: int) -> tuple[dict[str, dict[str, dict[str, np.ndarray]]], float]:
+    """Chapter 11's mechanism on one training seed: (network -> kind -> measure -> array, scale).
+
+    The deletion sets (``MECHANISM_KINDS`` at ``MECHANISM_FRACTIONS``) are those
+    of the seed's plain and dropout (lr 1e-4) networks' exact-diagonal OBD
+    rankings over all layers, and two random draws (:func:`random_scores`);
+    each is applied to the seed's three variants and to its plain network
+    tempered (:func:`tempered`) to the dropout network's mean loss, and
+    measured by :func:`set_terms` on the first ``MECHANISM_IMAGES`` images of
+    the post's split. ``scale`` is the tempered network's last-layer factor.
+    Cached on disk.
+    """
+    seed = checks.seed(seed)
+    configs = {v: networks.post_config(v, seed) for v in networks.VARIANTS}
+
+    def build():
+        (x_pool, y_pool), _ = data.load_post_split()
+        x_sub, y_sub = x_pool[:MECHANISM_IMAGES], y_pool[:MECHANISM_IMAGES]
+        models = {v: training.train_model(c).model for v, c in configs.items()}
+        sets = deletion_sets({"plain ranking": [described.described_scores("obd_all_layers_prune", seed,
+                                                                           variant="plain")],
+                              "dropout ranking": [described.described_scores("obd_all_layers_prune", seed,
+                                                                             variant="dropout")],
+                              "random": random_scores(models["plain"].get_weights())},
+                             MECHANISM_FRACTIONS)
+        models["tempered plain"], c = tempered(models["plain"],
+                                               metrics.mean_loss(models["dropout"], x_sub, y_sub),
+                                               x_sub, y_sub)
+        out = _pack({name: set_terms(m, x_sub, y_sub, sets) for name, m in models.items()})
+        out["scale"] = np.array([c])
+        return out
+
+    key = {"seed": seed, "models": {v: c.to_dict() for v, c in configs.items()},
+           "fractions": list(MECHANISM_FRACTIONS), "images": MECHANISM_IMAGES,
+           "random": [_RANDOM_DRAWS, _RANDOM_SEED]}
+    arrays = cache.fetch("observations_mechanism", key, build, version=cache.code_version(__name__))
+    return _unpack(arrays), float(arrays["scale"][0])
+
+
+def post_mechanism_terms() -> dict[str, dict[str, dict[str, np.ndarray]]]:
+    """Chapter 11's mechanism on the post's five networks: run -> kind -> measure -> array.
+
+    The same measures as :func:`mechanism_terms`, on the deletion sets of the
+    post's own plain and dropout all-layer OBD networks' exact-diagonal OBD
+    rankings (over the post's 55,000 training images) and the same two random
+    draws, applied to each of the five checkpoints. Cached on disk.
+    """
+    def build():
+        (x_pool, y_pool), _ = data.load_post_split()
+        x_sub, y_sub = x_pool[:MECHANISM_IMAGES], y_pool[:MECHANISM_IMAGES]
+        nets = {run: checkpoints.load_post_network(run) for run in checkpoints.CHECKPOINTS}
+        plain, dropout = (saliency.saliency(nets[run], "obd", x_pool, y_pool)
+                          for run in ("obd_all_layers_prune", "obd_all_layers_dropout"))
+        sets = deletion_sets({"plain ranking": [plain], "dropout ranking": [dropout],
+                              "random": random_scores(nets["obd_all_layers_prune"].get_weights())},
+                             MECHANISM_FRACTIONS)
+        return _pack({run: set_terms(m, x_sub, y_sub, sets) for run, m in nets.items()})
+
+    key = {"networks": list(checkpoints.CHECKPOINTS), "fractions": list(MECHANISM_FRACTIONS),
+           "images": MECHANISM_IMAGES, "random": [_RANDOM_DRAWS, _RANDOM_SEED]}
+    return _unpack(cache.fetch("observations_post_mechanism", key, build,
+                               version=cache.code_version(__name__)))
 
 
 # --------------------------------------------------------------------------- crossings
@@ -545,6 +699,25 @@ def as_ran_obd_sweep(variant: str, fractions: Sequence[float], scope: str = "glo
 
 
 # --------------------------------------------------------------------------- internals
+
+def _terms_of_sets(model: keras.Model, x: np.ndarray, y: np.ndarray,
+                   sets: object) -> TaylorTerms:
+    """:func:`taylor_terms` of every set of ``sets`` (as :func:`deletion_sets` returns it), in order."""
+    if not isinstance(sets, dict) or not sets:
+        raise TypeError("sets must be a non-empty dict as deletion_sets returns it")
+    width = {len(masks) for draws in sets.values() for masks in draws}
+    if len(width) != 1:
+        raise ValueError("every draw of sets must hold the same number of fractions")
+    flat = [m for draws in sets.values() for masks in draws for m in masks]
+    return taylor_terms(model, x, y, flat)
+
+
+def _by_kind(sets: dict, values: np.ndarray) -> dict[str, np.ndarray]:
+    """``values`` (one per set of ``sets``, in order) as kind -> array ``(draws, fractions)``."""
+    n = len(next(iter(sets.values()))[0])
+    rows = iter(np.asarray(values).reshape(-1, n))
+    return {kind: np.array([next(rows) for _ in draws]) for kind, draws in sets.items()}
+
 
 def _masked_layers(chain: network.DenseChain, masks: Sequence[np.ndarray] | None
                    ) -> tuple[list[np.ndarray], list[np.ndarray | None]]:
