@@ -372,7 +372,7 @@ def test_child_processes_inherit_the_instruction_set_limit(monkeypatch):
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "SSE41")
     monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "1")
     with pytest.raises(RuntimeError, match="stopped by the test"):
-        as_ran._with_kernels(False, "replay_post_run", {"run": "obd_all_layers_prune"})
+        as_ran.with_kernels(False, "replay_post_run", {"run": "obd_all_layers_prune"})
     assert seen[0]["ONEDNN_MAX_CPU_ISA"] == "SSE41" and seen[0]["TF_ENABLE_ONEDNN_OPTS"] == "0"
 
 
@@ -380,11 +380,11 @@ def test_cached_replays_are_kept_apart_by_kernel_setting(monkeypatch, isolated_c
     """A replay cached under one instruction-set limit is not served under another."""
     calls = []
 
-    def fake_with_kernels(onednn, function, kwargs):
+    def fake_with_kernels(onednn, function, kwargs, module=as_ran.__name__):
         calls.append((onednn, function, os.environ.get("ONEDNN_MAX_CPU_ISA")))
         return {"accuracy": np.full((2, 3) if function == "band_replays" else 3, float(len(calls)))}
 
-    monkeypatch.setattr(as_ran, "_with_kernels", fake_with_kernels)
+    monkeypatch.setattr(as_ran, "with_kernels", fake_with_kernels)
     monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
     first = as_ran.replay_with_kernels("obd_all_layers_prune", onednn=True)["accuracy"]
     band = as_ran.replay_band("obd_all_layers_dropout", "rounding", n_replays=2)

@@ -543,7 +543,7 @@ def replay_band(run: str, variation: str, n_replays: int = 50) -> np.ndarray:
     key = arguments | {"kernels": kernel_setting(onednn=True)}
 
     def build() -> dict[str, np.ndarray]:
-        return _with_kernels(True, "band_replays", arguments)
+        return with_kernels(True, "band_replays", arguments)
 
     return cache.fetch("post_replay_band", key, build, version=cache.code_version(__name__))["accuracy"]
 
@@ -575,7 +575,7 @@ def replay_with_kernels(run: str, onednn: bool = True) -> dict[str, np.ndarray]:
     key = {"run": run, "onednn": onednn, "kernels": kernel_setting(onednn)}
 
     def build() -> dict[str, np.ndarray]:
-        return _with_kernels(onednn, "replay_post_run", {"run": run})
+        return with_kernels(onednn, "replay_post_run", {"run": run})
 
     return cache.fetch("post_replay_kernels", key, build, version=cache.code_version(__name__))
 
@@ -620,24 +620,25 @@ def _side_by_side(work, jobs: list, key=lambda job: job) -> dict:
 
 
 _CHILD = """
-import json, sys
+import importlib, json, sys
 import numpy as np
 import helpers
-from helpers.post import as_ran
-result = getattr(as_ran, sys.argv[1])(**json.loads(sys.argv[2]))
-np.savez(sys.argv[3], **result)
+result = getattr(importlib.import_module(sys.argv[1]), sys.argv[2])(**json.loads(sys.argv[3]))
+np.savez(sys.argv[4], **result)
 """
 
 
-def _with_kernels(onednn: bool, function: str, kwargs: dict) -> dict[str, np.ndarray]:
-    """``function(**kwargs)`` of this module, run in a fresh process with oneDNN on or off."""
+def with_kernels(onednn: bool, function: str, kwargs: dict, module: str = __name__) -> dict[str, np.ndarray]:
+    """``function(**kwargs)`` of ``module`` (this one by default), run in a fresh process with
+    oneDNN on or off; ``function`` returns a dict of arrays (appendix "Forensics of the replay"
+    runs its own computations this way)."""
     env = _child_environment(onednn)
     with tempfile.TemporaryDirectory() as folder:
         out = os.path.join(folder, "result.npz")
-        done = subprocess.run([sys.executable, "-c", _CHILD, function, json.dumps(kwargs), out],
+        done = subprocess.run([sys.executable, "-c", _CHILD, module, function, json.dumps(kwargs), out],
                               env=env, capture_output=True, text=True)
         if done.returncode != 0:
-            raise RuntimeError(f"as_ran.{function}({kwargs}) failed in its own process:\n"
+            raise RuntimeError(f"{module}.{function}({kwargs}) failed in its own process:\n"
                                f"{done.stderr[-2000:]}")
         with np.load(out) as arrays:
             return {name: arrays[name] for name in arrays.files}

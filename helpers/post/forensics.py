@@ -20,11 +20,7 @@ and every cache key holds ``as_ran.kernel_setting`` of both back ends.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-import tempfile
+import concurrent.futures
 
 import numpy as np
 import tensorflow as tf
@@ -112,11 +108,8 @@ def scaled_2016_replays() -> dict[bool, dict[str, np.ndarray]]:
     key = {"runs": list(published.RUNS), "kernels": [as_ran.kernel_setting(True), as_ran.kernel_setting(False)]}
 
     def build() -> dict[str, np.ndarray]:
-        out = {}
-        for onednn in (True, False):
-            for run, acc in _in_child(onednn, "scaled_2016_here").items():
-                out[f"{int(onednn)}:{run}"] = acc
-        return out
+        both = _both_back_ends("scaled_2016_here")
+        return {f"{int(onednn)}:{run}": acc for onednn in (True, False) for run, acc in both[onednn].items()}
 
     arrays = cache.fetch("forensics_scaled_2016", key, build, version=cache.code_version(__name__))
     return {onednn: {run: arrays[f"{int(onednn)}:{run}"] for run in published.RUNS} for onednn in (True, False)}
@@ -174,8 +167,9 @@ def offset_scan() -> dict[str, np.ndarray]:
 
     def build() -> dict[str, np.ndarray]:
         out = {"offset": np.array(SCAN_OFFSETS)}
+        both = _both_back_ends("offset_scan_here")
         for onednn, name in ((True, "onednn"), (False, "plain")):
-            part = _in_child(onednn, "offset_scan_here")
+            part = both[onednn]
             for field in ("accuracy", "tied", "hit_offset", "hit_accuracy"):
                 out[f"{field}_{name}"] = part[field]
             if onednn:
@@ -266,11 +260,9 @@ def dropout_cut() -> dict[str, dict[str, np.ndarray]]:
            "kernels": [as_ran.kernel_setting(True), as_ran.kernel_setting(False)]}
 
     def build() -> dict[str, np.ndarray]:
-        out = {}
-        for onednn, name in ((True, "onednn"), (False, "plain")):
-            for field, values in _in_child(onednn, "dropout_cut_here").items():
-                out[f"{name}:{field}"] = values
-        return out
+        both = _both_back_ends("dropout_cut_here")
+        return {f"{name}:{field}": values for onednn, name in ((True, "onednn"), (False, "plain"))
+                for field, values in both[onednn].items()}
 
     arrays = cache.fetch("forensics_dropout_cut", key, build, version=cache.code_version(__name__))
     return {name: {k.split(":", 1)[1]: v for k, v in arrays.items() if k.startswith(name + ":")}
@@ -278,13 +270,6 @@ def dropout_cut() -> dict[str, dict[str, np.ndarray]]:
 
 
 # --- child processes -------------------------------------------------------------------------
-
-_CHILD = """
-import sys
-import numpy as np
-from helpers.post import forensics
-np.savez(sys.argv[2], **getattr(forensics, sys.argv[1])())
-"""
 
 _FUNCTIONS = ("offset_scan_here", "dropout_cut_here", "scaled_2016_here")
 
@@ -295,15 +280,14 @@ def _in_child(onednn: bool, function: str) -> dict[str, np.ndarray]:
         raise TypeError(f"onednn must be a bool, got {onednn!r}")
     if function not in _FUNCTIONS:
         raise ValueError(f"function must be one of {_FUNCTIONS}, got {function!r}")
-    env = as_ran._child_environment(onednn)
-    with tempfile.TemporaryDirectory() as folder:
-        out = os.path.join(folder, "result.npz")
-        done = subprocess.run([sys.executable, "-c", _CHILD, function, out], env=env,
-                              capture_output=True, text=True)
-        if done.returncode != 0:
-            raise RuntimeError(f"forensics.{function} failed in its own process:\n{done.stderr[-2000:]}")
-        with np.load(out) as arrays:
-            return {name: arrays[name] for name in arrays.files}
+    return as_ran.with_kernels(onednn, function, {}, module=__name__)
+
+
+def _both_back_ends(function: str) -> dict[bool, dict[str, np.ndarray]]:
+    """``{onednn: _in_child(onednn, function)}`` for oneDNN on and off, the two processes side by side."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+        futures = {onednn: pool.submit(_in_child, onednn, function) for onednn in (True, False)}
+        return {onednn: future.result() for onednn, future in futures.items()}
 
 
 def in_band(values: np.ndarray, band: np.ndarray, percentiles=(2.5, 97.5)) -> np.ndarray:
