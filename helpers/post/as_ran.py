@@ -464,7 +464,7 @@ def script_runs(run: str) -> list[tuple[float, ...]]:
 def replay_post_run(run: str, *, model: keras.Model | None = None,
                     extra_fractions: Sequence[float] = (), batch_order: str = "file", seed: int = 0,
                     logit_shift: float = 0.0, carry_over: bool = True,
-                    arithmetic: str = "tf0") -> dict[str, np.ndarray]:
+                    arithmetic: str = "tf0", images: tuple | None = None) -> dict[str, np.ndarray]:
     """Published ``run`` as its script computed it, on the post's own trained network.
 
     Returns arrays aligned with ``published.curve(run)``: ``"fraction"``,
@@ -482,9 +482,14 @@ def replay_post_run(run: str, *, model: keras.Model | None = None,
     checkpoint). ``extra_fractions``: increasing levels above the script's
     last one, pruned by its last run continuing (chapter "Dropout under heavy
     pruning" takes figure 2's run on to 80 and 90 percent); they are appended
-    to every returned array but ``"dropped"``.
+    to every returned array but ``"dropped"``. ``images``: ``((x_pool, y_pool), (x_test,
+    y_test))`` to score and test on instead of the post's split and the MNIST test set
+    (appendix "Forensics of the replay" replays on pixels scaled the 2016 way).
     """
     spec = published.RUNS[published.check_run(run)]
+    if images is not None and (not isinstance(images, tuple) or len(images) != 2
+                               or not all(isinstance(p, tuple) and len(p) == 2 for p in images)):
+        raise TypeError("images must be ((x_pool, y_pool), (x_test, y_test)) or None")
     if model is not None:
         network.dense_chain(model)
     levels = script_runs(run)
@@ -495,8 +500,9 @@ def replay_post_run(run: str, *, model: keras.Model | None = None,
     seed = checks.seed(seed)
     levels[-1] = levels[-1] + tuple(extra)
     model = checkpoints.load_post_network(run) if model is None else model
-    (x_pool, y_pool), _ = data.load_post_split()
-    _, (x_test, y_test) = data.load_mnist()
+    if images is None:
+        images = (data.load_post_split()[0], data.load_mnist()[1])
+    (x_pool, y_pool), (x_test, y_test) = images
     points: dict[float, tuple[float, bool, int]] = {0.0: (metrics.accuracy(model, x_test, y_test), False, 0)}
     dropped = []
     for j, fractions in enumerate(levels):

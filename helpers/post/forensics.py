@@ -80,27 +80,10 @@ def _data_2016():
     return (pixels_2016(uint8_from_scaled(x_pool)), y_pool), (pixels_2016(uint8_from_scaled(x_test)), y_test)
 
 
-def replay_arrays(run: str, x_pool: np.ndarray, y_pool: np.ndarray, x_test: np.ndarray,
-                  y_test: np.ndarray) -> np.ndarray:
-    """``as_ran.replay_post_run(run)["accuracy"]`` (file order) on the images given."""
-    spec = published.RUNS[published.check_run(run)]
-    model = checkpoints.load_post_network(run)
-    points = {0.0: metrics.accuracy(model, x_test, y_test)}
-    for fractions in as_ran.script_runs(run):
-        if spec.method == "magnitude":
-            acc = as_ran.magnitude_as_ran(model, fractions, x_test, y_test, spec.scope)
-        else:
-            acc, _ = as_ran.obd_as_ran(model, fractions, spec.scope, x_pool, y_pool, x_test, y_test,
-                                       batch_order="file")
-        for f, a in zip(fractions, acc):
-            points.setdefault(round(f, 6), float(a))  # a level two runs share: the first run's
-    return np.array([points[round(float(f), 6)] for f in published.curve(run)[0]])
-
-
 def scaled_2016_here() -> dict[str, np.ndarray]:
     """Every run's file-order replay on 2016-scaled pixels, in this process's kernels."""
-    (x_pool, y_pool), (x_test, y_test) = _data_2016()
-    return {run: replay_arrays(run, x_pool, y_pool, x_test, y_test) for run in published.RUNS}
+    images = _data_2016()
+    return {run: as_ran.replay_post_run(run, images=images)["accuracy"] for run in published.RUNS}
 
 
 def scaled_2016_replays() -> dict[bool, dict[str, np.ndarray]]:
