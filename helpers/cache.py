@@ -40,7 +40,7 @@ import numpy as np
 from filelock import FileLock
 
 __all__ = ["CacheWarning", "build_side_by_side", "cache_dir", "clear_cache", "code_digest", "code_version",
-           "dependencies", "fetch", "has", "ship", "shipped", "shipped_dir", "shipped_entries",
+           "dependencies", "fetch", "has", "ship", "shipped", "shipped_dir", "shipped_entries", "unship",
            "source_version"]
 
 _ENV_VAR = "OBD_CACHE_DIR"
@@ -393,11 +393,38 @@ def ship(kind: str, config: Mapping[str, Any], arrays: Mapping[str, np.ndarray],
         manifest[_shipped_name(identity)] = {
             "kind": kind, "config": plain, "sha256": _file_sha256(path), "bytes": path.stat().st_size,
             "produced_by": {"version": version, **_machine()}}
-        text = json.dumps({"format": _FORMAT, "entries": manifest}, indent=1, sort_keys=True) + "\n"
-        temporary = root / f".{_MANIFEST}.{os.getpid()}.tmp"
-        temporary.write_text(text)
-        os.replace(temporary, root / _MANIFEST)
+        _write_manifest(root, manifest)
     return path
+
+
+def unship(kind: str, *, keep: Sequence[Mapping[str, Any]]) -> int:
+    """Remove the shipped results of ``kind`` whose configuration is not in ``keep``; return how many.
+
+    Appendix. ``make networks`` uses it for results keyed by the networks they were
+    computed from (the explorer's levels), whose old keys no chapter asks for again.
+    """
+    _check_kind(kind)
+    if isinstance(keep, (str, bytes)) or not isinstance(keep, Sequence):
+        raise TypeError(f"keep must be a sequence of configurations, got {type(keep).__name__}")
+    kept = {_shipped_name({"kind": kind, "config": _plain_config(c)}) for c in keep}
+    root = shipped_dir()
+    with FileLock(f"{root / _MANIFEST}.lock"):
+        manifest = _manifest(root)
+        stale = [name for name, record in manifest.items() if record["kind"] == kind and name not in kept]
+        for name in stale:
+            del manifest[name]
+            (root / name).unlink(missing_ok=True)
+        if stale:
+            _write_manifest(root, manifest)
+    return len(stale)
+
+
+def _write_manifest(root: Path, manifest: dict[str, dict[str, Any]]) -> None:
+    """Replace ``root``'s manifest atomically (the caller holds its lock)."""
+    text = json.dumps({"format": _FORMAT, "entries": manifest}, indent=1, sort_keys=True) + "\n"
+    temporary = root / f".{_MANIFEST}.{os.getpid()}.tmp"
+    temporary.write_text(text)
+    os.replace(temporary, root / _MANIFEST)
 
 
 def _shipped_name(identity: dict[str, Any]) -> str:

@@ -2,7 +2,9 @@
 
 The book ships its long training runs as data (``helpers/shipped``, listed in its
 ``manifest.json``): the shared networks of every variant and seed, chapter 5's
-networks, the CNNs, chapter 13's retrained networks and chapter 1's tiny network.
+networks, the CNNs, chapter 13's retrained networks, chapter 1's tiny network, and
+the levels of chapter 16's static explorer (computed from the shipped networks and
+the post's checkpoints; they take minutes, and a few depend on the CPU's kernels).
 This script trains each listed result again with the current code, ignoring every
 cache, and stores it in place of the old one with a new manifest record. Run it
 after changing code that trains (``tests/test_shipped.py`` fails until you do), then
@@ -28,7 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from helpers import cache, cnn, retraining, training  # noqa: E402
-from helpers.chapters import tiny  # noqa: E402
+from helpers.chapters import explorer, tiny  # noqa: E402
 from helpers.post import networks  # noqa: E402
 
 #: kind -> the module whose code builds it (its ``code_version``) and how to build it from its key.
@@ -39,9 +41,11 @@ BUILDERS = {
     "retrain": ("helpers.retraining", lambda c: retraining._run_schedule(
         training.train_model(training.TrainConfig(**_tuples(c["trained"]))),
         retraining.Schedule(**_tuples(c["schedule"])))),
+    "explorer_levels": ("helpers.chapters.explorer", lambda c: explorer.levels_arrays(
+        c["network"], c["method"], c["scope"], c["seed"])),
 }
-#: Retrained networks start from shipped ones, so they are rebuilt last.
-ORDER = ("model", "cnn", "tiny_model", "retrain")
+#: Retrained networks and the explorer's levels start from shipped networks, so they come last.
+ORDER = ("model", "cnn", "tiny_model", "retrain", "explorer_levels")
 
 
 def _tuples(config: dict) -> dict:
@@ -55,6 +59,19 @@ def rebuild(kind: str, config: dict, into: str | None = None) -> None:
     module, build = BUILDERS[kind]
     cache.ship(kind, config, build(config), version=cache.source_version(module),
                into=None if into is None else Path(into))
+
+
+def rebuild_all(kind: str, configs: list[dict], into: str | None = None) -> None:
+    """``rebuild`` each of ``configs`` in this one process (the explorer's levels of one network
+    share its saliencies)."""
+    for config in configs:
+        rebuild(kind, config, into)
+
+
+def explorer_configs() -> list[dict]:
+    """The configurations of every level set the explorer offers, for today's networks."""
+    return [explorer.levels_key(network, method, scope, seed)
+            for network, seed, method, scope in explorer.settings()]
 
 
 def sample(entries: list[dict]) -> list[dict]:
@@ -80,6 +97,9 @@ def sample(entries: list[dict]) -> list[dict]:
                      and cache.shipped("retrain", e["config"])["accuracy"][-1] > 0.9]
         chosen += sorted(of_method, key=lambda e: e["config"]["schedule"]["steps_per_round"]
                          * len(e["config"]["schedule"]["sparsities"]))[:1]
+    chosen += [e for e in entries if e["kind"] == "explorer_levels"  # a setting no near-tie moves
+               and (e["config"]["network"], e["config"]["seed"], e["config"]["method"],
+                    e["config"]["scope"]) == ("plain", 0, "obd", "global")]
     return chosen
 
 
@@ -117,14 +137,27 @@ def main(argv: list[str] | None = None) -> int:
         listed = sample(listed)
     into = None if args.into is None else str(args.into.resolve())
     for kind in kinds:
-        jobs = [(kind, e["config"], into) for e in listed if e["kind"] == kind]
+        configs = [e["config"] for e in listed if e["kind"] == kind]
+        if kind == "explorer_levels" and not args.sample:  # today's networks, whatever was listed
+            configs = explorer_configs()
+            if into is None:
+                cache.unship(kind, keep=configs)
         start = time.perf_counter()
+        if kind == "explorer_levels":  # one process per network: its saliencies serve every setting
+            by_network: dict[tuple, list[dict]] = {}
+            for config in configs:
+                by_network.setdefault((config["network"], config["seed"]), []).append(config)
+            jobs = [(kind, group, into) for group in by_network.values()]
+            function = rebuild_all
+        else:
+            jobs = [(kind, config, into) for config in configs]
+            function = rebuild
         if len(jobs) > 1:
-            cache.build_side_by_side(rebuild, jobs)
+            cache.build_side_by_side(function, jobs)
         else:
             for job in jobs:
-                rebuild(*job)
-        print(f"{kind}: {len(jobs)} retrained in {time.perf_counter() - start:.0f} s")
+                function(*job)
+        print(f"{kind}: {len(configs)} rebuilt in {time.perf_counter() - start:.0f} s")
     if into is None:
         total = sum(e["bytes"] for e in cache.shipped_entries())
         print(f"{len(cache.shipped_entries())} shipped files, {total / 1e6:.1f} MB, in {cache.shipped_dir()}")

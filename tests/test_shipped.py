@@ -13,14 +13,14 @@ import numpy as np
 import pytest
 
 from helpers import cache, metrics, models, training
-from helpers.chapters import tiny
+from helpers.chapters import explorer, tiny
 from helpers.post import networks
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "ship_networks.py"
 #: The module whose code builds each shipped kind.
 BUILDING = {"model": "helpers.training", "cnn": "helpers.cnn", "tiny_model": "helpers.chapters.tiny",
-            "retrain": "helpers.retraining"}
+            "retrain": "helpers.retraining", "explorer_levels": "helpers.chapters.explorer"}
 #: How far a retrained result may lie from the shipped one on another CPU (or with other kernels),
 #: as (final value, along the curve). Measured against the AVX-512 machine that produced them, with
 #: oneDNN limited to AVX2 and with oneDNN off as well (as TensorFlow runs on an AVX2-only CPU):
@@ -50,6 +50,19 @@ def test_shipped_results_were_made_by_todays_code() -> None:
     stale = sorted({e["kind"] for e in cache.shipped_entries()
                     if e["produced_by"]["version"] != cache.source_version(BUILDING[e["kind"]])})
     assert not stale, f"the code that builds {stale} changed since they were shipped: run make networks"
+
+
+def test_the_explorer_ships_every_setting_for_todays_networks(monkeypatch) -> None:
+    """Chapter 16's page shows shipped levels: all 168 settings, keyed by the shipped networks'
+    weights, served without computing anything."""
+    shipped = {json.dumps(e["config"], sort_keys=True) for e in cache.shipped_entries()
+               if e["kind"] == "explorer_levels"}
+    today = {json.dumps(explorer.levels_key(n, m, s, seed), sort_keys=True)
+             for n, seed, m, s in explorer.settings()}
+    assert len(today) == 168 and shipped == today
+    monkeypatch.setattr(explorer, "levels_arrays", lambda *a: pytest.fail(f"computed {a}"))
+    arrays = explorer.levels("post_obd_layerwise_prune", "asran_obd", "layer")
+    assert arrays["accuracy"].shape == (explorer.PAGE_LEVELS,)
 
 
 def test_the_shared_networks_are_shipped_and_served_without_training(monkeypatch) -> None:
@@ -86,6 +99,18 @@ def test_a_damaged_shipped_file_is_reported_and_built_instead(tmp_path, monkeypa
         assert cache.shipped("probe", {"n": 3}) is None
     record = json.loads((tmp_path / "shipped" / "manifest.json").read_text())["entries"]
     assert record["probe/" + path.name]["produced_by"]["version"] == "v"
+
+
+def test_unship_removes_the_results_not_kept_and_nothing_else(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("OBD_SHIPPED_DIR", str(tmp_path / "shipped"))
+    paths = [cache.ship("probe", {"n": n}, {"x": np.arange(n)}, version="v") for n in (1, 2, 3)]
+    other = cache.ship("other", {"n": 1}, {"x": np.arange(1)}, version="v")
+    with pytest.raises(ValueError, match="kind"):
+        cache.unship("no such/kind", keep=[])
+    assert cache.unship("probe", keep=[{"n": 2}]) == 2
+    assert [p.exists() for p in paths] == [False, True, False] and other.exists()
+    assert sorted(e["file"].split("/")[0] for e in cache.shipped_entries()) == ["other", "probe"]
+    assert cache.unship("probe", keep=[{"n": 2}]) == 0
 
 
 def _same_machine(record: dict) -> bool:

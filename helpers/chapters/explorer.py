@@ -12,9 +12,10 @@ Three parts, kept apart so that tests can drive each without a browser:
   saliency, scope, and a sparsity slider) and returns the widget box; every
   change of a control calls the box's ``refresh`` handler, which redraws the
   figure (a PNG in an ``Image`` widget) and the text summary.
-- ``page_data()`` precomputes, through ``levels``, what the explorer can show
+- ``page_data()`` gathers, through ``levels``, what the explorer can show
   at every whole percent (accuracy and pruned parameters per tensor, for every
-  network, seed, saliency and scope), and ``page_html(data)`` embeds it with a
+  network, seed, saliency and scope; the book ships these as data, computed once
+  ahead of time, so every machine shows the same page), and ``page_html(data)`` embeds it with a
   self-contained script and style (``explorer.js``, ``explorer.css``) that
   build the controls and draw: the explorer of the rendered book, which needs no Python.
 
@@ -207,19 +208,35 @@ def levels(network: str, method: str, scope: str, seed: int = 0) -> dict[str, np
 
     ``accuracy``: ``view(...)["curve"]`` at those levels (the same array, cut);
     ``pruned``: int array (levels, tensors), the pruned parameters of each tensor,
-    i.e. ``view(...)["sparsity"]`` times the tensor sizes. Cached on disk, keyed
-    by the network's weights; the static explorer of chapter "Explore it yourself".
+    i.e. ``view(...)["sparsity"]`` times the tensor sizes. The book ships these
+    for every setting (``make networks``), so the static explorer of chapter
+    "Explore it yourself" shows the same numbers on every machine; a setting it
+    does not ship is computed and cached on disk, keyed by the network's weights.
     """
     network, method, scope, _, seed = _check(network, method, scope, 0.0, seed)
+    return cache.fetch("explorer_levels", _levels_key(network, method, scope, seed),
+                       lambda: levels_arrays(network, method, scope, seed),
+                       version=cache.code_version(__name__), shipped=True)
 
-    def build() -> dict[str, np.ndarray]:
-        fractions = list(CURVE_FRACTIONS[:PAGE_LEVELS])
-        return {"accuracy": _curve(network, seed, method, scope)[:PAGE_LEVELS],
-                "pruned": pruning.pruned_counts(_saliency(network, seed, method, scope), fractions,
-                                                scope)}
 
-    return cache.fetch("explorer_levels", _levels_key(network, method, scope, seed), build,
-                       version=cache.code_version(__name__))
+def levels_arrays(network: str, method: str, scope: str, seed: int = 0) -> dict[str, np.ndarray]:
+    """``levels`` computed here and now, with neither the shipped results nor the disk cache."""
+    network, method, scope, _, seed = _check(network, method, scope, 0.0, seed)
+    fractions = list(CURVE_FRACTIONS[:PAGE_LEVELS])
+    return {"accuracy": _curve(network, seed, method, scope)[:PAGE_LEVELS],
+            "pruned": pruning.pruned_counts(_saliency(network, seed, method, scope), fractions, scope)}
+
+
+def settings() -> list[tuple[str, int, str, str]]:
+    """Every (network, seed, method, scope) the page's explorer offers: 168 settings."""
+    return [(network, seed, method, scope) for network in NETWORKS for seed in seeds(network)
+            for method in METHODS for scope in SCOPES]
+
+
+def levels_key(network: str, method: str, scope: str, seed: int = 0) -> dict:
+    """The configuration ``levels`` is shipped and cached under: the setting and the network's weights."""
+    network, method, scope, _, seed = _check(network, method, scope, 0.0, seed)
+    return _levels_key(network, method, scope, seed)
 
 
 def _levels_key(network: str, method: str, scope: str, seed: int) -> dict:
@@ -255,7 +272,8 @@ def page_data(network_keys: Sequence[str] = tuple(NETWORKS),
     version = cache.code_version(__name__)
     missing = [(network, seed, tuple(method_keys)) for network in network_keys for seed in seeds(network)
                if not all(cache.has("explorer_levels", _levels_key(network, method, scope, seed),
-                                    version=version) for method in method_keys for scope in SCOPES)]
+                                    version=version, shipped=True)
+                          for method in method_keys for scope in SCOPES)]
     cache.build_side_by_side(_levels_of_network, missing)  # one network per process, side by side
     names = sizes = None
     accuracy, pruned, tables, table_index = {}, {}, [], {}
