@@ -525,6 +525,24 @@ def replay_post_run(run: str, *, model: keras.Model | None = None,
             "dropped": np.array(dropped)}
 
 
+def replay_on_checkpoint(run: str, checkpoint: str) -> dict[str, np.ndarray]:
+    """``replay_post_run(run, model=...)`` on the post's network ``checkpoint``, cached on disk.
+
+    Chapters "All layers against layer-wise" and "Dropout and the diagonal" run the
+    scripts on every one of the post's networks. Computed with the caller's kernels
+    and keyed by them (``kernel_setting``), as the as-ran sweeps are.
+    """
+    run = published.check_run(run)
+    if not isinstance(checkpoint, str) or checkpoint not in checkpoints.CHECKPOINTS:
+        raise ValueError(f"checkpoint must be one of {tuple(checkpoints.CHECKPOINTS)}, got {checkpoint!r}")
+    key = {"run": run, "checkpoint": checkpoint, "kernels": kernel_setting()}
+
+    def build() -> dict[str, np.ndarray]:
+        return replay_post_run(run, model=checkpoints.load_post_network(checkpoint))
+
+    return cache.fetch("post_replay_on_checkpoint", key, build, version=cache.code_version(__name__))
+
+
 #: What a band of replays varies: the batches (shuffled epochs) or the float32 rounding.
 VARIATIONS = ("batches", "rounding")
 
