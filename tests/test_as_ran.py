@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import small_data, small_mlp
-from helpers import data, hessian, metrics, pruning
+from helpers import cache, data, hessian, metrics, pruning
 from helpers.post import checkpoints
 from helpers.post import as_ran, published
 
@@ -420,6 +420,22 @@ def test_replay_of_another_network_and_further_levels():
     by_hand, _ = as_ran.obd_as_ran(model, as_ran.FIGURE2_FRACTIONS + (0.8, 0.9), "global",
                                    x_pool, y_pool, x_test, y_test, batch_order="file")
     assert np.array_equal(longer["accuracy"][-2:], by_hand[-2:])
+
+
+def test_replay_on_a_checkpoint_is_the_replay_of_that_network_cached(isolated_cache):
+    with pytest.raises(ValueError, match="checkpoint"):
+        as_ran.replay_on_checkpoint("magnitude_layerwise_prune", "no_such_network")
+    with pytest.raises(ValueError, match="run"):
+        as_ran.replay_on_checkpoint("no_such_run", "magnitude_layerwise_prune")
+    run, network = "magnitude_all_layers_prune", "obd_layerwise_prune"
+    expected = as_ran.replay_post_run(run, model=checkpoints.load_post_network(network))
+    for _ in range(2):  # built, then read back
+        cached = as_ran.replay_on_checkpoint(run, network)
+        for name in expected:
+            assert np.array_equal(cached[name], expected[name]), name
+    assert cache.has("post_replay_on_checkpoint", {"run": run, "checkpoint": network,
+                                                   "kernels": as_ran.kernel_setting()},
+                     version=cache.code_version("helpers.post.as_ran"))
 
 
 def test_replay_with_kernels_runs_in_its_own_process_and_matches():
