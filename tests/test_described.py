@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from helpers import data, hessian, models, pruning, seeding, training
-from helpers.post import described, networks
+from helpers import data, hessian, metrics, models, pruning, saliency, seeding, training
+from helpers.post import checkpoints, described, networks
 
 SIZES = (784, 6, 5, 10)
 
@@ -137,3 +137,30 @@ def test_initial_scale_reaches_the_scored_network(monkeypatch, isolated_cache):
         described.described_sweep("obd_all_layers_prune", [0.1], init=(-1.0, 0.0))
     with pytest.raises(TypeError, match="init_stddev"):
         described.described_sweep("obd_all_layers_prune", [0.1], init_stddev=0.1)
+
+
+def test_checkpoint_saliencies_and_sweeps_reject_bad_arguments():
+    with pytest.raises(ValueError, match="checkpoint"):
+        described.checkpoint_scores("no_such_network", "obd")
+    with pytest.raises(ValueError, match="method"):
+        described.checkpoint_scores("obd_layerwise_prune", "fisher")
+    with pytest.raises(ValueError, match="scope"):
+        described.checkpoint_sweep("obd_layerwise_prune", "obd", "tensor", [0.1])
+    with pytest.raises(ValueError, match="fraction"):
+        described.checkpoint_sweep("obd_layerwise_prune", "obd", "global", [1.5])
+
+
+@pytest.mark.parametrize("method", ["magnitude", "obd"])
+def test_checkpoint_sweep_is_direct_pruning_of_the_posts_network(method, isolated_cache):
+    model = checkpoints.load_post_network("magnitude_all_layers_prune")
+    (x_pool, y_pool), _ = data.load_post_split()
+    _, (x_test, y_test) = data.load_mnist()
+    scores = saliency.saliency(model, "obd", x_pool, y_pool) if method == "obd" else saliency.saliency(model, method)
+    for a, b in zip(described.checkpoint_scores("magnitude_all_layers_prune", method), scores):
+        np.testing.assert_array_equal(a, b)
+    fractions = [0.0, 0.3, 0.6]
+    expected = pruning.sweep(model, scores, fractions, x_test, y_test, "layer")
+    for _ in range(2):  # built, then read back
+        got = described.checkpoint_sweep("magnitude_all_layers_prune", method, "layer", fractions)
+        np.testing.assert_array_equal(got, expected)
+    assert got[0] == metrics.accuracy(model, x_test, y_test)

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from helpers import cache, data, pruning, saliency, training
-from helpers.post import networks, published
+from helpers.post import checkpoints, networks, published
 from helpers.post.networks import RUN_VARIANTS  # also read as described.RUN_VARIANTS by chapters 6 and 8
 
 
@@ -100,3 +100,53 @@ def _one_sweep(run: str, variant: str, config: training.TrainConfig, fractions: 
     return cache.fetch("described_sweep", key, build, version=cache.code_version(__name__))["accuracy"]
 
 
+
+
+def checkpoint_scores(checkpoint: str, method: str) -> list[np.ndarray]:
+    """A described saliency (``"magnitude"`` or ``"obd"``) of one of the post's own networks.
+
+    OBD scores the 55,000 images of the post's training split, as :func:`described_scores`
+    does for the book's networks; cached on disk (chapters "All layers against layer-wise",
+    "Dropout and the diagonal" and "Dropout under heavy pruning" all prune the post's networks).
+    """
+    checkpoint, method = _check_checkpoint(checkpoint), _check_method(method)
+    model = checkpoints.load_post_network(checkpoint)
+    if method == "magnitude":
+        return saliency.saliency(model, "magnitude")
+
+    def build() -> dict[str, np.ndarray]:
+        (x_score, y_score), _ = data.load_post_split()
+        return {f"s{i}": s for i, s in enumerate(saliency.saliency(model, "obd", x_score, y_score))}
+
+    arrays = cache.fetch("described_checkpoint_scores", {"checkpoint": checkpoint, "method": method},
+                         build, version=cache.code_version(__name__))
+    return [arrays[f"s{i}"] for i in range(len(arrays))]
+
+
+def checkpoint_sweep(checkpoint: str, method: str, scope: str, fractions: Sequence[float]) -> np.ndarray:
+    """Test accuracy of the post's network ``checkpoint`` pruned one-shot by a described saliency
+    (:func:`checkpoint_scores`) at each of ``fractions``, in ``scope``; cached on disk."""
+    checkpoint, method = _check_checkpoint(checkpoint), _check_method(method)
+    scope = pruning.check_scope(scope)
+    fractions = pruning.check_fractions(fractions)
+
+    def build() -> dict[str, np.ndarray]:
+        _, (x_test, y_test) = data.load_mnist()
+        return {"accuracy": pruning.sweep(checkpoints.load_post_network(checkpoint),
+                                          checkpoint_scores(checkpoint, method), fractions,
+                                          x_test, y_test, scope)}
+
+    key = {"checkpoint": checkpoint, "method": method, "scope": scope, "fractions": fractions}
+    return cache.fetch("described_checkpoint_sweep", key, build, version=cache.code_version(__name__))["accuracy"]
+
+
+def _check_checkpoint(checkpoint: object) -> str:
+    if not isinstance(checkpoint, str) or checkpoint not in checkpoints.CHECKPOINTS:
+        raise ValueError(f"checkpoint must be one of {tuple(checkpoints.CHECKPOINTS)}, got {checkpoint!r}")
+    return checkpoint
+
+
+def _check_method(method: object) -> str:
+    if method not in ("magnitude", "obd"):
+        raise ValueError(f"method must be 'magnitude' or 'obd', got {method!r}")
+    return method
