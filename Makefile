@@ -5,7 +5,8 @@
 #                     (as root, it first installs Debian's Chromium for the browser tests)
 #   make test-fast    the fast unit tier (tests not marked slow), for after every edit
 #   make notebooks    re-execute every chapter and save its outputs
-#   make networks     retrain every network the book ships (helpers/shipped) from scratch, here
+#   make networks     retrain every network the book ships (helpers/shipped) from scratch, here,
+#                     and recompute the explorer levels it ships
 #   make serve        serve the built book at http://localhost:8000 (PORT=8001 for another port)
 #   make clean-cache  remove the computed data in .cache/ (or in $OBD_CACHE_DIR when set)
 
