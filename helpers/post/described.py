@@ -100,8 +100,6 @@ def _one_sweep(run: str, variant: str, config: training.TrainConfig, fractions: 
     return cache.fetch("described_sweep", key, build, version=cache.code_version(__name__))["accuracy"]
 
 
-
-
 def checkpoint_scores(checkpoint: str, method: str) -> list[np.ndarray]:
     """A described saliency (``"magnitude"`` or ``"obd"``) of one of the post's own networks.
 
@@ -110,12 +108,12 @@ def checkpoint_scores(checkpoint: str, method: str) -> list[np.ndarray]:
     "Dropout and the diagonal" and "Dropout under heavy pruning" all prune the post's networks).
     """
     checkpoint, method = _check_checkpoint(checkpoint), _check_method(method)
-    model = checkpoints.load_post_network(checkpoint)
     if method == "magnitude":
-        return saliency.saliency(model, "magnitude")
+        return saliency.saliency(checkpoints.load_post_network(checkpoint), "magnitude")
 
-    def build() -> dict[str, np.ndarray]:
+    def build() -> dict[str, np.ndarray]:  # the network is read only when the cache lacks the scores
         (x_score, y_score), _ = data.load_post_split()
+        model = checkpoints.load_post_network(checkpoint)
         return {f"s{i}": s for i, s in enumerate(saliency.saliency(model, "obd", x_score, y_score))}
 
     arrays = cache.fetch("described_checkpoint_scores", {"checkpoint": checkpoint, "method": method},
