@@ -272,6 +272,32 @@ def test_logit_shift_changes_no_exact_score():
         as_ran.obd_as_ran(model, [0.2], "global", x_pool, y_pool, x_test, y_test, batch_order="sorted")
 
 
+def test_accuracy_memo_measures_each_pruned_network_once(monkeypatch):
+    model = small_mlp(SIZES)
+    before = [w.copy() for w in model.get_weights()]
+    x_test, y_test = small_data(SIZES, n=60, seed=5)
+    x_pool, y_pool = small_data(SIZES, n=64, seed=6)
+    args = (model, [0.2, 0.4], "layer", x_pool, y_pool)
+    plain = [as_ran.obd_as_ran(*args, x_test, y_test, batch_size=16, batch_order="file")]
+    plain.append(as_ran.obd_as_ran(*args, x_test[:30], y_test[:30], batch_size=16, batch_order="file"))
+    calls = []
+    measure = as_ran.metrics.accuracy
+    monkeypatch.setattr(as_ran.metrics, "accuracy", lambda *a: calls.append(1) or measure(*a))
+    memo = {}
+    first = as_ran.obd_as_ran(*args, x_test, y_test, batch_size=16, batch_order="file", accuracy_memo=memo)
+    assert len(memo) == len(calls) == 2
+    again = as_ran.obd_as_ran(*args, x_test, y_test, batch_size=16, batch_order="file", accuracy_memo=memo)
+    assert len(calls) == 2  # the same pruned networks: read from the memo
+    other = as_ran.obd_as_ran(*args, x_test[:30], y_test[:30], batch_size=16, batch_order="file",
+                              accuracy_memo=memo)
+    assert len(calls) == 4  # another test set is measured again
+    for got, want in ((first, plain[0]), (again, plain[0]), (other, plain[1])):
+        assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
+    assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), before))
+    with pytest.raises(TypeError, match="accuracy_memo"):
+        as_ran.obd_as_ran(*args, x_test, y_test, accuracy_memo=[])
+
+
 def test_script_runs_and_replay_arguments():
     assert as_ran.script_runs("obd_all_layers_prune") == [as_ran.FIGURE1_FRACTIONS, as_ran.FIGURE2_FRACTIONS]
     assert as_ran.script_runs("obd_layerwise_prune") == [as_ran.FIGURE1_FRACTIONS]

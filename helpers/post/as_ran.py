@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import functools
+import hashlib
 import json
 import math
 import os
@@ -210,9 +211,15 @@ def tf0_row_sums(model: keras.Model, x: np.ndarray, y: np.ndarray,
     chain = network.dense_chain(model)
     scope = pruning.check_scope(scope)
     x, y = network.check_xy(x, y, chain.input_width, chain.n_classes)
-    weights = tuple(tf.constant(w) for w in chain.weights())
+    return _tf0_row_sums_of(chain.weights(), x, y, chain, scope)
+
+
+def _tf0_row_sums_of(weights: Sequence[np.ndarray], x: np.ndarray, y: np.ndarray,
+                     chain: network.DenseChain, scope: str) -> list[np.ndarray]:
+    """``tf0_row_sums`` at ``weights`` (checked arguments; the model is not touched)."""
     onehot = tf.one_hot(y, chain.n_classes, dtype=tf.float32)
-    out = _tf0_row_sums_graph(weights, tf.constant(x), onehot, chain.layout, scope == "layer")
+    out = _tf0_row_sums_graph(tuple(tf.constant(w) for w in weights), tf.constant(x), onehot, chain.layout,
+                              scope == "layer")
     return [o.numpy() for o in out]
 
 
@@ -292,7 +299,7 @@ def obd_as_ran(model: keras.Model, fractions: Sequence[float], scope: str, x_poo
                y_pool: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, *, batch_size: int = 64,
                seed: int = 0, carry_over: bool = True, arithmetic: str = "tf0",
                packing: str = "weights_first", trace: bool = False, batch_order: str = "random",
-               logit_shift: float = 0.0):
+               logit_shift: float = 0.0, accuracy_memo: dict | None = None):
     """The post's OBD loop: ``(accuracies, tied)`` at each fraction.
 
     Each step takes ``batch_size`` images from the pool: drawn at random
@@ -315,6 +322,12 @@ def obd_as_ran(model: keras.Model, fractions: Sequence[float], scope: str, x_poo
     With ``trace=True`` a dict is returned instead, adding per step
     ``restore_tied`` (the restore pass ranked NaN) and ``carried`` (how many
     parameters stay zero into the next step).
+
+    ``accuracy_memo``, a dict the caller passes to many calls, keeps each test
+    accuracy under the bytes of the pruned parameters and a fingerprint of the
+    test set, so a pruned network that an earlier call already measured is not
+    measured again (the same weights give the same accuracy: appendix
+    "Forensics of the replay" scans 856 runs whose early steps often coincide).
     """
     chain = network.dense_chain(model)
     scope = pruning.check_scope(scope)
@@ -334,15 +347,30 @@ def obd_as_ran(model: keras.Model, fractions: Sequence[float], scope: str, x_poo
     if not isinstance(batch_order, str) or batch_order not in BATCH_ORDERS:
         raise ValueError(f"batch_order must be one of {BATCH_ORDERS}, got {batch_order!r}")
     logit_shift = checks.real(logit_shift, "logit_shift")
+    if accuracy_memo is not None and not isinstance(accuracy_memo, dict):
+        raise TypeError(f"accuracy_memo must be a dict or None, got {type(accuracy_memo).__name__}")
     if batch_order != "random" and len(fractions) * batch_size > len(x_pool):
         raise ValueError(f"x_pool holds {len(x_pool)} images, fewer than {len(fractions)} file-order "
                          f"batches of {batch_size}")
 
     def row_sums(weights, xb, yb):
-        model.set_weights(weights[:-1] + [weights[-1] + np.float32(logit_shift)])
+        shifted = weights[:-1] + [weights[-1] + np.float32(logit_shift)]
         if arithmetic == "tf0":
-            return tf0_row_sums(model, xb, yb, scope)
+            return _tf0_row_sums_of(shifted, xb, yb, chain, scope)
+        model.set_weights(shifted)
         return hessian.hessian_row_sums(model, xb, yb, scope=scope)
+
+    test_set = None if accuracy_memo is None else _fingerprint([x_test.ravel()[::101], y_test])
+
+    def test_accuracy(pruned):
+        key = None if accuracy_memo is None else (test_set, _fingerprint(pruned))
+        if key is not None and key in accuracy_memo:
+            return accuracy_memo[key]
+        model.set_weights(pruned)
+        value = metrics.accuracy(model, x_test, y_test)
+        if key is not None:
+            accuracy_memo[key] = value
+        return value
 
     rng = np.random.default_rng(seed)
     permutation = rng.permutation(len(x_pool)) if batch_order == "shuffled" else None
@@ -362,8 +390,7 @@ def obd_as_ran(model: keras.Model, fractions: Sequence[float], scope: str, x_poo
             tied.append(bool(any(np.isnan(s).any() for s in scores)))
             masks = tf0_masks(scores, fraction, scope, packing)
             pruned = [w * m for w, m in zip(current, masks)]
-            model.set_weights(pruned)
-            accuracies.append(metrics.accuracy(model, x_test, y_test))
+            accuracies.append(test_accuracy(pruned))
             if carry_over:
                 again_scores = row_sums(pruned, xb, yb)
                 restore_tied.append(bool(any(np.isnan(s).any() for s in again_scores)))
@@ -815,6 +842,16 @@ def replay_expectation(run: str) -> dict[str, np.ndarray]:
 
 
 # --- argument checks -------------------------------------------------------------------------
+
+def _fingerprint(arrays: Sequence[np.ndarray]) -> str:
+    """sha256 over the shapes, dtypes and bytes of ``arrays``."""
+    digest = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        digest.update(f"{a.shape}{a.dtype}".encode())
+        digest.update(a.tobytes())
+    return digest.hexdigest()
+
 
 def _check_packing(packing: object) -> str:
     if not isinstance(packing, str) or packing not in PACKINGS:
