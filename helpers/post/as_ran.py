@@ -325,9 +325,11 @@ def obd_as_ran(model: keras.Model, fractions: Sequence[float], scope: str, x_poo
 
     ``accuracy_memo``, a dict the caller passes to many calls, keeps each test
     accuracy under the bytes of the pruned parameters and a fingerprint of the
-    test set, so a pruned network that an earlier call already measured is not
-    measured again (the same weights give the same accuracy: appendix
-    "Forensics of the replay" scans 856 runs whose early steps often coincide).
+    test set (its labels and every 101st pixel value, so two test sets that
+    differ only elsewhere share entries), so a pruned network that an earlier
+    call already measured is not measured again (the same weights give the same
+    accuracy: appendix "Forensics of the replay" scans 856 runs whose early
+    steps often coincide).
     """
     chain = network.dense_chain(model)
     scope = pruning.check_scope(scope)
