@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import ast
 import concurrent.futures
+import contextlib
+import dataclasses
 import functools
 import hashlib
 import json
@@ -31,6 +33,7 @@ import multiprocessing
 import os
 import re
 import secrets
+import threading
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -39,8 +42,10 @@ from typing import Any
 import numpy as np
 from filelock import FileLock
 
-__all__ = ["CacheWarning", "build_side_by_side", "cache_dir", "clear_cache", "code_digest", "code_version",
-           "dependencies", "fetch", "has", "ship", "shipped", "shipped_dir", "shipped_entries", "unship",
+from helpers import checks
+
+__all__ = ["CacheWarning", "Entry", "build_side_by_side", "cache_dir", "checksum", "clear_cache", "code_digest", "code_version",
+           "dependencies", "fetch", "fill", "has", "ship", "shipped", "shipped_dir", "shipped_entries", "unship",
            "source_version"]
 
 _ENV_VAR = "OBD_CACHE_DIR"
@@ -268,10 +273,7 @@ def fetch(
     if not callable(build):
         raise TypeError(f"build must be callable, got {type(build).__name__}")
     _check_version(version)
-    if not isinstance(use_cache, bool):
-        raise TypeError(f"use_cache must be a bool, got {use_cache!r}")
-    if not isinstance(shipped, bool):
-        raise TypeError(f"shipped must be a bool, got {shipped!r}")
+    use_cache, shipped = checks.flag(use_cache, "use_cache"), checks.flag(shipped, "shipped")
     plain = _plain_config(config)
     if not use_cache:
         return _checked_result(build())
@@ -298,41 +300,121 @@ def fetch(
         return arrays
 
 
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    """Where one result lives: its kind, configuration and code version, and whether the book
+    ships results of its kind (``fetch``'s ``shipped``). A module builds one ``Entry`` per
+    result and both reads it (:meth:`fetch`) and fills it (:func:`fill`) through it."""
+
+    kind: str
+    config: Mapping[str, Any]
+    version: str
+    shipped: bool = False
+
+    def fetch(self, build: Callable[[], dict[str, np.ndarray]], *,
+              use_cache: bool = True) -> dict[str, np.ndarray]:
+        """``fetch(kind, config, build, version=..., shipped=...)`` of this entry."""
+        return fetch(self.kind, self.config, build, version=self.version, use_cache=use_cache,
+                     shipped=self.shipped)
+
+    def present(self) -> bool:
+        """``has(kind, config, version=..., shipped=...)`` of this entry."""
+        return has(self.kind, self.config, version=self.version, shipped=self.shipped)
+
+
+def fill(worker: Callable[..., object], jobs: Sequence[tuple], entries: Callable[..., Sequence[Entry]], *,
+         processes: int | None = None,
+         environment: Callable[..., Mapping[str, str]] | None = None) -> None:
+    """Build, side by side, what the cache lacks: ``worker(*job)`` for each distinct job one of
+    whose ``entries(*job)`` is not present (chapter "Training the two networks").
+
+    ``worker`` stores the job's entries (with :meth:`Entry.fetch`) and the caller then reads
+    them. Each job runs in a fresh process of its own, at most ``processes`` at a time (default:
+    one per CPU core); with fewer than two jobs to run and no ``environment`` the caller's own
+    reads build them instead. ``environment(*job)`` gives environment variables the job's
+    process starts with (TensorFlow reads some, such as its choice of CPU kernels, only at
+    start-up): such a job always runs in a process of its own. A worker's error is raised here,
+    naming its job; the entry it was building is not written.
+    """
+    if not callable(worker) or not callable(entries):
+        raise TypeError("worker and entries must be callable")
+    if environment is not None and not callable(environment):
+        raise TypeError(f"environment must be callable or None, got {environment!r}")
+    jobs = _check_jobs(jobs)
+    processes = checks.integer(os.cpu_count() or 1 if processes is None else processes, "processes")
+    missing = [job for job in dict.fromkeys(jobs) if not all(e.present() for e in entries(*job))]
+    if environment is None:
+        build_side_by_side(worker, missing, processes=processes)
+        return
+    groups: dict[tuple, list[tuple]] = {}
+    for job in missing:
+        groups.setdefault(tuple(sorted(environment(*job).items())), []).append(job)
+    for variables, group in groups.items():
+        _in_processes(worker, group, processes, dict(variables))
+
+
 def build_side_by_side(function: Callable[..., object], jobs: Sequence[tuple], *,
                        processes: int | None = None) -> None:
     """Call ``function(*job)`` for every job, each in a fresh process of its own, ``processes`` at a time.
 
-    Chapter "Training the two networks". For functions that :func:`fetch` their
-    result: the children fill the cache and the caller's own calls afterwards read
-    it, so pass only the jobs whose entries are missing. One training run keeps
-    about one core busy, so the default is one process per CPU core. With fewer
-    than two jobs, or one process, nothing is started: the caller builds as usual.
+    For functions that :func:`fetch` their result, the children fill the cache and the
+    caller's own calls afterwards read it (:func:`fill` picks the jobs whose entries are
+    missing). With fewer than two jobs, or one process, nothing is started.
     ``function`` must be importable by name (a module-level function).
     """
     if not callable(function):
         raise TypeError(f"function must be callable, got {type(function).__name__}")
+    jobs = _check_jobs(jobs)
+    processes = checks.integer(os.cpu_count() or 1 if processes is None else processes, "processes")
+    if len(jobs) < 2 or processes == 1:
+        return
+    _in_processes(function, jobs, processes, {})
+
+
+def _check_jobs(jobs: object) -> list[tuple]:
     if isinstance(jobs, (str, bytes)) or not isinstance(jobs, Sequence):
         raise TypeError(f"jobs must be a sequence of argument tuples, got {jobs!r}")
     for i, job in enumerate(jobs):
         if not isinstance(job, tuple):
             raise TypeError(f"jobs[{i}] must be a tuple of arguments, got {job!r}")
-    if processes is None:
-        processes = os.cpu_count() or 1
-    if isinstance(processes, bool) or not isinstance(processes, int) or processes < 1:
-        raise ValueError(f"processes must be a positive int, got {processes!r}")
-    if len(jobs) < 2 or processes == 1:
-        return
+    return list(jobs)
+
+
+_ENVIRONMENT_LOCK = threading.Lock()
+
+
+def _in_processes(function: Callable[..., object], jobs: list[tuple], processes: int,
+                  variables: dict[str, str]) -> None:
+    """``function(*job)`` for every job, each in a fresh spawned process that starts with the
+    caller's environment updated by ``variables``, ``processes`` at a time."""
     spawn = multiprocessing.get_context("spawn")  # TensorFlow does not survive a fork
+    # A child inherits the environment its parent has when it starts, so the variables are set
+    # for the pool's life (one pool with variables at a time) and restored afterwards.
     # A fresh process per job: what a job's TensorFlow graphs hold is returned to the system when
     # it ends (a worker that ran ten chapter-13 retraining runs in a row had grown to 11 GB).
-    with concurrent.futures.ProcessPoolExecutor(min(processes, len(jobs)), mp_context=spawn,
-                                                max_tasks_per_child=1) as pool:
-        for done in [pool.submit(_call, function, job) for job in jobs]:
-            done.result()  # re-raises a child's error here
+    with _ENVIRONMENT_LOCK if variables else contextlib.nullcontext():
+        saved = {name: os.environ.get(name) for name in variables}
+        os.environ.update(variables)
+        try:
+            with concurrent.futures.ProcessPoolExecutor(min(processes, len(jobs)), mp_context=spawn,
+                                                        max_tasks_per_child=1) as pool:
+                futures = [(job, pool.submit(_call, function, job)) for job in jobs]
+                for job, future in futures:
+                    try:
+                        future.result()
+                    except Exception as error:
+                        raise RuntimeError(f"{function.__module__}.{function.__qualname__}{job} "
+                                           f"failed in its own process: {error!r}") from error
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
 
 
 def _call(function: Callable[..., object], job: tuple) -> None:
-    """Worker of :func:`build_side_by_side`; the result stays in the cache, not in the pipe."""
+    """Worker of :func:`fill` and :func:`build_side_by_side`; the result stays in the cache, not in the pipe."""
     function(*job)
 
 
@@ -596,11 +678,19 @@ def _checked_result(result: object) -> dict[str, np.ndarray]:
     return dict(result)
 
 
-def _checksum(arrays: Mapping[str, np.ndarray]) -> str:
-    """sha256 over name, dtype, shape and bytes of each array, in sorted name order."""
+def checksum(arrays: Mapping[str, np.ndarray] | Sequence[np.ndarray]) -> str:
+    """sha256 over name, dtype, shape and bytes of each array, in sorted name order (the
+    arrays of a sequence are named by their positions): what a cache entry records of its
+    arrays, and the book's one digest of arrays (appendix "Reproducibility")."""
+    if isinstance(arrays, Mapping):
+        named = dict(arrays)
+    elif isinstance(arrays, Sequence) and not isinstance(arrays, (str, bytes)):
+        named = {str(i): a for i, a in enumerate(arrays)}
+    else:
+        raise TypeError(f"arrays must be a mapping or a sequence of arrays, got {type(arrays).__name__}")
     digest = hashlib.sha256()
-    for name in sorted(arrays):
-        array = np.ascontiguousarray(arrays[name])
+    for name in sorted(named):
+        array = np.ascontiguousarray(named[name])
         header = _canonical_json([name, array.dtype.str, list(array.shape)])
         digest.update(header.encode("utf-8"))
         digest.update(array.tobytes())
@@ -610,7 +700,7 @@ def _checksum(arrays: Mapping[str, np.ndarray]) -> str:
 def _write_entry(path: Path, arrays: dict[str, np.ndarray], identity: dict[str, Any], *,
                  compressed: bool = False) -> None:
     """Write the entry to a temporary file in the same folder, then move it into place."""
-    meta = {**identity, "checksum": _checksum(arrays), "format": _FORMAT}
+    meta = {**identity, "checksum": checksum(arrays), "format": _FORMAT}
     payload = {**arrays, _META_KEY: np.array(_canonical_json(meta))}
     temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
@@ -639,7 +729,7 @@ def _read_entry(path: Path, identity: dict[str, Any]) -> dict[str, np.ndarray]:
     stored = {field: meta.get(field) for field in identity}
     if _canonical_json(stored) != _canonical_json(identity):
         raise _BadEntry("stored kind/config/version differ from the requested ones")
-    if meta.get("checksum") != _checksum(arrays):
+    if meta.get("checksum") != checksum(arrays):
         raise _BadEntry("checksum mismatch")
     return arrays
 

@@ -31,9 +31,6 @@ empirical Fisher, which is *not* an unbiased estimate of the Hessian).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-
 import keras
 import numpy as np
 import tensorflow as tf
@@ -43,81 +40,6 @@ from helpers import checks, network
 METHODS = ("exact", "mc", "fisher")
 _DRAWS_PER_CALL = 10  # Monte-Carlo draws backpropagated per compiled call (one forward pass)
 MAX_FULL_HESSIAN_PARAMS = 5000
-
-
-@dataclass(frozen=True)
-class ConvNet:
-    """A Sequential conv net read as a static layer recipe (hashable, so graphs trace once)."""
-
-    spec: tuple[tuple, ...]
-    input_width: int
-    n_classes: int
-    layer_names: tuple[str, ...]  # the parametric layers, in order
-    layout: tuple[bool, ...]  # whether each parametric layer has a bias
-
-
-def conv_net(model: keras.Model) -> ConvNet:
-    """Read ``model`` as a conv net, or raise if it has a layer this module cannot differentiate.
-
-    Supported, in a ``keras.Sequential`` with flat inputs ``(None, d)``:
-    ``Reshape``, ``Conv2D`` (channels last, no dilation, one group, ReLU or
-    linear), ``MaxPooling2D``, ``Flatten``, ``Dropout`` (the identity at
-    inference) and ``Dense`` (ReLU or linear); the last parametric layer must
-    be a linear ``Dense`` layer (the logits) and every other one ReLU.
-    """
-    if not isinstance(model, keras.Model):
-        raise TypeError(f"model must be a keras.Model, got {type(model).__name__}")
-    if not isinstance(model, keras.Sequential):
-        raise NotImplementedError("model: only keras.Sequential networks are supported")
-    if not model.built:
-        raise ValueError("model must be built (give it a keras.Input) before use")
-    input_shape = tuple(model.inputs[0].shape)
-    if len(input_shape) != 2 or input_shape[1] is None:
-        raise NotImplementedError(f"model: inputs must be flat (None, d), got {input_shape}")
-    spec: list[tuple] = []
-    names: list[str] = []
-    layout: list[bool] = []
-    variables = []
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.Conv2D):
-            _check_conv(layer)
-            spec.append(("conv", tuple(layer.strides), layer.padding.upper(),
-                         _activation(layer), layer.use_bias, tuple(layer.kernel_size)))
-        elif isinstance(layer, keras.layers.Dense):
-            spec.append(("dense", _activation(layer), layer.use_bias))
-        elif isinstance(layer, keras.layers.MaxPooling2D):
-            if layer.data_format != "channels_last":
-                raise NotImplementedError(f"model: layer {layer.name!r} must be channels_last")
-            spec.append(("maxpool", tuple(layer.pool_size), tuple(layer.strides),
-                         layer.padding.upper()))
-        elif isinstance(layer, keras.layers.Reshape):
-            spec.append(("reshape", tuple(int(d) for d in layer.target_shape)))
-        elif isinstance(layer, keras.layers.Flatten):
-            spec.append(("flatten",))
-        elif isinstance(layer, (keras.layers.Dropout, keras.layers.InputLayer)):
-            continue
-        else:
-            raise NotImplementedError(
-                f"model: layer {layer.name!r} of type {type(layer).__name__} is not supported "
-                "(only Reshape, Conv2D, MaxPooling2D, Flatten, Dropout and Dense)")
-        if spec[-1][0] in ("conv", "dense"):
-            names.append(layer.name)
-            layout.append(layer.use_bias)
-            variables.append(layer.kernel)
-            if layer.use_bias:
-                variables.append(layer.bias)
-    parametric = [s for s in spec if s[0] in ("conv", "dense")]
-    if not parametric or parametric[-1][0] != "dense" or parametric[-1][1] != "linear":
-        raise NotImplementedError("model: the last parametric layer must be a linear Dense layer")
-    for s, name in zip(parametric[:-1], names[:-1]):
-        activation = s[3] if s[0] == "conv" else s[1]
-        if activation != "relu":
-            raise NotImplementedError(f"model: hidden layer {name!r} must use ReLU, not {activation!r}")
-    if [id(v) for v in model.trainable_weights] != [id(v) for v in variables]:
-        raise NotImplementedError(
-            "model: trainable_weights must be exactly the Conv2D/Dense kernels and biases, in order")
-    n_classes = int(variables[-2 if layout[-1] else -1].shape[-1])
-    return ConvNet(tuple(spec), int(input_shape[1]), n_classes, tuple(names), tuple(layout))
 
 
 def hessian_diagonal(model: keras.Model, x: np.ndarray, y: np.ndarray, method: str = "exact",
@@ -132,16 +54,12 @@ def hessian_diagonal(model: keras.Model, x: np.ndarray, y: np.ndarray, method: s
     Fisher diagonal (true labels). Arrays are aligned with
     ``model.trainable_weights``. Chapter "A convolutional network".
     """
-    if not isinstance(method, str) or method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)):
-        raise TypeError(f"samples must be a positive int, got {samples!r}")
-    if not 1 <= samples <= 2**20:
-        raise ValueError(f"samples must be an int in [1, 2**20], got {samples!r}")
+    method = checks.choice(method, "method", METHODS)
+    samples = checks.integer(samples, "samples", 1, 2**20)
     seed = checks.seed(seed)
     if seed >= 2**31:  # the Monte Carlo draws use it as a stateless int32-pair seed
         raise ValueError(f"seed must be below 2**31 here, got {seed!r}")
-    net = conv_net(model)
+    net = network.conv_net(model)
     x, y = network.check_xy(x, y, net.input_width, net.n_classes)
     batch_size = network.check_batch_size(batch_size)
     weights = tuple(tf.constant(w) for w in model.get_weights())
@@ -171,7 +89,7 @@ def full_hessian(model: keras.Model, x: np.ndarray, y: np.ndarray) -> np.ndarray
     Parameters are flattened in ``model.trainable_weights`` order, each tensor
     in C order; at most 5000 parameters. Used to check ``hessian_diagonal``.
     """
-    net = conv_net(model)
+    net = network.conv_net(model)
     x, y = network.check_xy(x, y, net.input_width, net.n_classes)
     n_params = sum(int(np.prod(v.shape)) for v in model.trainable_weights)
     if n_params > MAX_FULL_HESSIAN_PARAMS:
@@ -180,46 +98,6 @@ def full_hessian(model: keras.Model, x: np.ndarray, y: np.ndarray) -> np.ndarray
     weights = tuple(tf.constant(w, tf.float64) for w in model.get_weights())
     return _full_hessian_graph(tf.constant(x, tf.float64), tf.constant(y), weights,
                                net.spec).numpy()
-
-
-@tf.autograph.experimental.do_not_convert
-def forward(x: tf.Tensor, weights: Sequence[tf.Tensor], spec: tuple[tuple, ...]):
-    """Inputs and pre-activations of every parametric layer, and the logits.
-
-    ``weights`` is a flat list aligned with ``model.trainable_weights`` and
-    ``spec`` is ``conv_net(model).spec``; the logits equal ``model(x)``.
-    """
-    a, i = x, 0
-    inputs, pre = [], []
-    for item in spec:
-        kind = item[0]
-        if kind == "reshape":
-            a = tf.reshape(a, (-1, *item[1]))
-        elif kind == "flatten":
-            a = tf.reshape(a, (tf.shape(a)[0], -1))
-        elif kind == "maxpool":
-            a = tf.nn.max_pool2d(a, item[1], item[2], item[3])
-        else:
-            inputs.append(a)
-            if kind == "conv":
-                z = tf.nn.conv2d(a, weights[i], strides=item[1], padding=item[2])
-                activation, has_bias = item[3], item[4]
-            else:
-                z = tf.matmul(a, weights[i])
-                activation, has_bias = item[1], item[2]
-            i += 1
-            if has_bias:
-                z = z + weights[i]
-                i += 1
-            pre.append(z)
-            a = tf.nn.relu(z) if activation == "relu" else z
-    return inputs, pre, a
-
-
-@tf.autograph.experimental.do_not_convert
-def logits(x: tf.Tensor, weights: Sequence[tf.Tensor], spec: tuple[tuple, ...]) -> tf.Tensor:
-    """The network's logits for weights given as a flat list (see ``forward``)."""
-    return forward(x, weights, spec)[2]
 
 
 # --- internals -------------------------------------------------------------------------------
@@ -232,25 +110,13 @@ def _full_hessian_graph(x, y, weights, spec):
         outer.watch(weights)
         with tf.GradientTape() as inner:
             inner.watch(weights)
-            out = logits(x, weights, spec)
+            out = network.conv_logits(x, weights, spec)
             loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(y, out))
         grads = inner.gradient(loss, weights)
         flat = tf.concat([tf.reshape(g, [-1]) for g in grads], axis=0)
     blocks = [tf.reshape(outer.jacobian(flat, w, experimental_use_pfor=False), (n_params, -1))
               for w in weights]
     return tf.concat(blocks, axis=1)
-
-
-def _activation(layer) -> str:
-    act = keras.activations.serialize(layer.activation)
-    return act if isinstance(act, str) else act.get("config", {}).get("name", str(act))
-
-
-def _check_conv(layer: keras.layers.Conv2D) -> None:
-    if layer.data_format != "channels_last":
-        raise NotImplementedError(f"model: layer {layer.name!r} must be channels_last")
-    if tuple(layer.dilation_rate) != (1, 1) or layer.groups != 1:
-        raise NotImplementedError(f"model: layer {layer.name!r} must have no dilation and one group")
 
 
 def _square_sums(inputs, deltas, spec):
@@ -280,7 +146,7 @@ def _square_sums(inputs, deltas, spec):
 def _exact_batch(x, weights, spec):
     with tf.GradientTape(persistent=True) as tape:
         tape.watch(weights)
-        inputs, pre, out = forward(x, weights, spec)
+        inputs, pre, out = network.conv_forward(x, weights, spec)
     p = tf.nn.softmax(out)
     sqrt_p = tf.sqrt(p)
     n_classes = out.shape[-1]
@@ -299,7 +165,7 @@ def _mc_batch(x, weights, spec, seed, draws):
     """Sum over ``draws`` label draws from the softmax, and over samples, of squared gradients."""
     with tf.GradientTape(persistent=True) as tape:
         tape.watch(weights)
-        inputs, pre, out = forward(x, weights, spec)
+        inputs, pre, out = network.conv_forward(x, weights, spec)
     p = tf.nn.softmax(out)
     labels = tf.random.stateless_categorical(out, draws, seed=seed, dtype=tf.int32)
     totals = None
@@ -316,7 +182,7 @@ def _label_batch(x, labels, weights, spec):
     """Sum over samples of squared per-sample gradients of the loss at ``labels``."""
     with tf.GradientTape() as tape:
         tape.watch(weights)
-        inputs, pre, out = forward(x, weights, spec)
+        inputs, pre, out = network.conv_forward(x, weights, spec)
     delta = tf.nn.softmax(out) - tf.one_hot(labels, out.shape[-1])
     deltas = tape.gradient(out, pre, output_gradients=delta)
     return _square_sums(inputs, deltas, spec)

@@ -1,4 +1,4 @@
-"""Test accuracy and loss of a (possibly pruned) MLP (chapter "Training the two networks")."""
+"""Test accuracy and loss of a (possibly pruned) MLP or conv net (chapter "Training the two networks")."""
 
 from __future__ import annotations
 
@@ -22,16 +22,16 @@ def mean_loss(model: keras.Model, x: np.ndarray, y: np.ndarray) -> float:
 
 
 def _evaluate(model: keras.Model, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    chain = network.dense_chain(model)
-    x, y = network.check_xy(x, y, chain.input_width, chain.n_classes)
-    hits, loss = _graph(tuple(tf.constant(w) for w in chain.weights()), tf.constant(x),
-                        tf.constant(y), chain.layout)
+    net = network.describe(model)
+    x, y = network.check_xy(x, y, net.input_width, net.n_classes)
+    hits, loss = _graph(tuple(tf.constant(w) for w in net.weights()), tf.constant(x),
+                        tf.constant(y), net.structure)
     return float(hits), float(loss)
 
 
 @tf.function(reduce_retracing=True)
-def _graph(weights, x, y, layout):
-    logits = network.logits(x, list(weights), layout)
+def _graph(weights, x, y, structure):
+    logits = network.structure_logits(x, weights, structure)
     hits = tf.reduce_mean(tf.cast(tf.equal(tf.argmax(logits, 1, output_type=tf.int32), y), tf.float32))
     per_sample = tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits)
     return hits, tf.reduce_mean(tf.cast(per_sample, tf.float64))

@@ -7,10 +7,11 @@ chain of Dense layers (chapter 1 uses a tiny one); ``seed_mlp`` is the post's.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import keras
+
+from helpers import checks
 
 POST_LAYER_SIZES: tuple[int, ...] = (784, 50, 50, 50, 50, 10)
 POST_INIT_STDDEV = 0.02
@@ -27,18 +28,9 @@ def mlp(layer_sizes: Sequence[int], dropout: float = 0.0,
     ``helpers.seeding.set_seed`` first for reproducible weights.
     """
     sizes = _check_layer_sizes(layer_sizes)
-    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)):
-        raise TypeError(f"dropout must be a float in [0, 1), got {dropout!r}")
-    if not 0.0 <= float(dropout) < 1.0:
-        raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
-    if isinstance(init_stddev, bool) or not isinstance(init_stddev, (int, float)):
-        raise TypeError(f"init_stddev must be a positive float, got {init_stddev!r}")
-    if not float(init_stddev) > 0.0:
-        raise ValueError(f"init_stddev must be positive, got {init_stddev!r}")
-    if isinstance(bias_init, bool) or not isinstance(bias_init, (int, float)):
-        raise TypeError(f"bias_init must be a float, got {bias_init!r}")
-    if not math.isfinite(bias_init):
-        raise ValueError(f"bias_init must be finite, got {bias_init!r}")
+    dropout = checks.rate(dropout, "dropout")
+    init_stddev = checks.positive(init_stddev, "init_stddev")
+    bias_init = checks.real(bias_init, "bias_init")
 
     model = keras.Sequential(name="mlp_" + "_".join(map(str, sizes)))
     model.add(keras.Input(shape=(sizes[0],)))
@@ -66,12 +58,7 @@ def _check_layer_sizes(layer_sizes: Sequence[int]) -> tuple[int, ...]:
         raise TypeError(f"layer_sizes must be a sequence of ints, got {layer_sizes!r}")
     if len(layer_sizes) < 2:
         raise ValueError(f"layer_sizes needs at least input and output widths, got {layer_sizes!r}")
-    for width in layer_sizes:
-        if isinstance(width, bool) or not isinstance(width, int):
-            raise TypeError(f"layer_sizes must hold ints, got {width!r}")
-        if width < 1:
-            raise ValueError(f"layer_sizes must be positive, got {width!r}")
-    return tuple(layer_sizes)
+    return tuple(checks.integer(width, f"layer_sizes[{i}]") for i, width in enumerate(layer_sizes))
 
 
 def tensor_names(model: keras.Model) -> list[str]:

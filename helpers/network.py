@@ -1,16 +1,18 @@
-"""Reading a Keras MLP as a chain of Dense layers, and checking data for it.
+"""Reading a Keras model as the computation the helpers differentiate, and checking data for it.
 
 The second-derivative, saliency and pruning helpers work on the weights of a
 plain MLP (chapter "Second derivatives in practice"): Dense layers with ReLU
 hidden units and a linear logit output, optionally with Dropout layers, which
-are the identity at inference. This module finds those layers, refuses any
+are the identity at inference (``dense_chain``); accuracy, saliencies and
+pruning also read a small LeNet-style conv net (``conv_net``, chapter "A
+convolutional network"). ``describe`` reads either. This module refuses any
 other model before work starts, and validates inputs and labels.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import keras
 import numpy as np
@@ -37,6 +39,11 @@ class DenseChain:
     def layout(self) -> tuple[bool, ...]:
         """Whether each Dense layer has a bias: how ``weights()`` splits into layers."""
         return tuple(layer.use_bias for layer in self.layers)
+
+    @property
+    def structure(self) -> tuple:
+        """What ``structure_logits`` needs to compute the logits (hashable: graphs trace once)."""
+        return ("dense", self.layout)
 
     def weights(self) -> list[np.ndarray]:
         """Current parameter values, aligned with ``model.trainable_weights``."""
@@ -65,8 +72,7 @@ def dense_chain(model: keras.Model) -> DenseChain:
     if not dense:
         raise NotImplementedError("model: no Dense layer found; only MLPs are supported")
     for i, layer in enumerate(dense):
-        act = keras.activations.serialize(layer.activation)
-        act = act if isinstance(act, str) else act.get("config", {}).get("name", str(act))
+        act = _activation(layer)
         expected = "linear" if i == len(dense) - 1 else "relu"
         if act != expected:
             raise NotImplementedError(
@@ -147,6 +153,106 @@ def check_like(weights: Sequence, arrays: object, name: str, dtype: type = np.fl
     return out
 
 
+@dataclass(frozen=True)
+class ConvNet:
+    """A Sequential conv net read as a static layer recipe (hashable, so graphs trace once)."""
+
+    spec: tuple[tuple, ...]
+    input_width: int
+    n_classes: int
+    layer_names: tuple[str, ...]  # the parametric layers, in order
+    layout: tuple[bool, ...]  # whether each parametric layer has a bias
+    variables: tuple = field(default=(), compare=False, repr=False)  # model.trainable_weights
+
+    @property
+    def structure(self) -> tuple:
+        """What ``structure_logits`` needs to compute the logits (hashable: graphs trace once)."""
+        return ("conv", self.spec)
+
+    def weights(self) -> list[np.ndarray]:
+        """Current parameter values, aligned with ``model.trainable_weights``."""
+        return [np.asarray(v.numpy()) for v in self.variables]
+
+
+def conv_net(model: keras.Model) -> ConvNet:
+    """Read ``model`` as a conv net, or raise if it has a layer the book's helpers cannot read
+    (chapter "A convolutional network").
+
+    Supported, in a ``keras.Sequential`` with flat inputs ``(None, d)``:
+    ``Reshape``, ``Conv2D`` (channels last, no dilation, one group, ReLU or
+    linear), ``MaxPooling2D``, ``Flatten``, ``Dropout`` (the identity at
+    inference) and ``Dense`` (ReLU or linear); the last parametric layer must
+    be a linear ``Dense`` layer (the logits) and every other one ReLU.
+    """
+    if not isinstance(model, keras.Model):
+        raise TypeError(f"model must be a keras.Model, got {type(model).__name__}")
+    if not isinstance(model, keras.Sequential):
+        raise NotImplementedError("model: only keras.Sequential networks are supported")
+    if not model.built:
+        raise ValueError("model must be built (give it a keras.Input) before use")
+    input_shape = tuple(model.inputs[0].shape)
+    if len(input_shape) != 2 or input_shape[1] is None:
+        raise NotImplementedError(f"model: inputs must be flat (None, d), got {input_shape}")
+    spec: list[tuple] = []
+    names: list[str] = []
+    layout: list[bool] = []
+    variables = []
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            _check_conv(layer)
+            spec.append(("conv", tuple(layer.strides), layer.padding.upper(),
+                         _activation(layer), layer.use_bias, tuple(layer.kernel_size)))
+        elif isinstance(layer, keras.layers.Dense):
+            spec.append(("dense", _activation(layer), layer.use_bias))
+        elif isinstance(layer, keras.layers.MaxPooling2D):
+            if layer.data_format != "channels_last":
+                raise NotImplementedError(f"model: layer {layer.name!r} must be channels_last")
+            spec.append(("maxpool", tuple(layer.pool_size), tuple(layer.strides),
+                         layer.padding.upper()))
+        elif isinstance(layer, keras.layers.Reshape):
+            spec.append(("reshape", tuple(int(d) for d in layer.target_shape)))
+        elif isinstance(layer, keras.layers.Flatten):
+            spec.append(("flatten",))
+        elif isinstance(layer, (keras.layers.Dropout, keras.layers.InputLayer)):
+            continue
+        else:
+            raise NotImplementedError(
+                f"model: layer {layer.name!r} of type {type(layer).__name__} is not supported "
+                "(only Reshape, Conv2D, MaxPooling2D, Flatten, Dropout and Dense)")
+        if spec[-1][0] in ("conv", "dense"):
+            names.append(layer.name)
+            layout.append(layer.use_bias)
+            variables.append(layer.kernel)
+            if layer.use_bias:
+                variables.append(layer.bias)
+    parametric = [s for s in spec if s[0] in ("conv", "dense")]
+    if not parametric or parametric[-1][0] != "dense" or parametric[-1][1] != "linear":
+        raise NotImplementedError("model: the last parametric layer must be a linear Dense layer")
+    for s, name in zip(parametric[:-1], names[:-1]):
+        activation = s[3] if s[0] == "conv" else s[1]
+        if activation != "relu":
+            raise NotImplementedError(f"model: hidden layer {name!r} must use ReLU, not {activation!r}")
+    if [id(v) for v in model.trainable_weights] != [id(v) for v in variables]:
+        raise NotImplementedError(
+            "model: trainable_weights must be exactly the Conv2D/Dense kernels and biases, in order")
+    n_classes = int(variables[-2 if layout[-1] else -1].shape[-1])
+    return ConvNet(tuple(spec), int(input_shape[1]), n_classes, tuple(names), tuple(layout), tuple(variables))
+
+
+def describe(model: keras.Model) -> DenseChain | ConvNet:
+    """``conv_net(model)`` if it has a Conv2D layer, else ``dense_chain(model)``."""
+    if isinstance(model, keras.Model) and any(isinstance(layer, keras.layers.Conv2D) for layer in model.layers):
+        return conv_net(model)
+    return dense_chain(model)
+
+
+def structure_logits(x: tf.Tensor, weights: Sequence[tf.Tensor], structure: tuple) -> tf.Tensor:
+    """The logits of the network whose ``structure`` (of ``describe``) is given, for ``weights``."""
+    if structure[0] == "conv":
+        return conv_logits(x, weights, structure[1])
+    return logits(x, list(weights), structure[1])
+
+
 def check_batch_size(batch_size: object) -> int:
     return checks.integer(batch_size, "batch_size")
 
@@ -212,3 +318,55 @@ def _forward(x, kernels, biases, hidden, trace: bool):
         a = tf.nn.relu(z)
         if hidden is not None:
             a = hidden(a, j)
+
+
+@tf.autograph.experimental.do_not_convert
+def conv_forward(x: tf.Tensor, weights: Sequence[tf.Tensor], spec: tuple[tuple, ...]):
+    """Inputs and pre-activations of every parametric layer, and the logits.
+
+    ``weights`` is a flat list aligned with ``model.trainable_weights`` and
+    ``spec`` is ``conv_net(model).spec``; the logits equal ``model(x)``.
+    """
+    a, i = x, 0
+    inputs, pre = [], []
+    for item in spec:
+        kind = item[0]
+        if kind == "reshape":
+            a = tf.reshape(a, (-1, *item[1]))
+        elif kind == "flatten":
+            a = tf.reshape(a, (tf.shape(a)[0], -1))
+        elif kind == "maxpool":
+            a = tf.nn.max_pool2d(a, item[1], item[2], item[3])
+        else:
+            inputs.append(a)
+            if kind == "conv":
+                z = tf.nn.conv2d(a, weights[i], strides=item[1], padding=item[2])
+                activation, has_bias = item[3], item[4]
+            else:
+                z = tf.matmul(a, weights[i])
+                activation, has_bias = item[1], item[2]
+            i += 1
+            if has_bias:
+                z = z + weights[i]
+                i += 1
+            pre.append(z)
+            a = tf.nn.relu(z) if activation == "relu" else z
+    return inputs, pre, a
+
+
+@tf.autograph.experimental.do_not_convert
+def conv_logits(x: tf.Tensor, weights: Sequence[tf.Tensor], spec: tuple[tuple, ...]) -> tf.Tensor:
+    """The conv net's logits for weights given as a flat list (see ``conv_forward``)."""
+    return conv_forward(x, weights, spec)[2]
+
+
+def _activation(layer) -> str:
+    act = keras.activations.serialize(layer.activation)
+    return act if isinstance(act, str) else act.get("config", {}).get("name", str(act))
+
+
+def _check_conv(layer: keras.layers.Conv2D) -> None:
+    if layer.data_format != "channels_last":
+        raise NotImplementedError(f"model: layer {layer.name!r} must be channels_last")
+    if tuple(layer.dilation_rate) != (1, 1) or layer.groups != 1:
+        raise NotImplementedError(f"model: layer {layer.name!r} must have no dilation and one group")

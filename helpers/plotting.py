@@ -19,6 +19,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
+from helpers import checks
+
 MAX_WIDTH_PX = 850  # the book's text column is about 750 px wide
 OKABE_ITO = ("#000000", "#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7")
 METHOD_COLOURS = {
@@ -93,8 +95,7 @@ def png(fig: Figure, max_width: int = MAX_WIDTH_PX) -> bytes:
     """
     if not isinstance(fig, Figure):
         raise TypeError(f"fig must be a matplotlib Figure, got {type(fig).__name__}")
-    if not isinstance(max_width, int) or isinstance(max_width, bool) or max_width < 100:
-        raise ValueError(f"max_width must be an int of at least 100 pixels, got {max_width!r}")
+    max_width = checks.integer(max_width, "max_width", 100)
     dpi = fig.dpi
     for _ in range(8):
         buf = io.BytesIO()

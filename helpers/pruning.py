@@ -23,15 +23,15 @@ SCOPES = ("global", "layer")
 
 
 def n_pruned(fraction: float, n: int) -> int:
-    """How many of ``n`` parameters a ``fraction`` removes: round half up."""
-    return int(math.floor(fraction * n + 0.5))
+    """How many of ``n`` parameters a ``fraction`` in [0, 1] removes: round half up."""
+    return _n_pruned(checks.fraction(fraction), checks.integer(n, "n", 0))
 
 
 def prune_masks(scores: Sequence[np.ndarray], fraction: float,
                 scope: str = "global") -> list[np.ndarray]:
     """0/1 float32 masks, 0 where a parameter is pruned."""
     scores = check_scores(scores)
-    fraction = check_fraction(fraction)
+    fraction = checks.fraction(fraction)
     scope = check_scope(scope)
     ranks = _ranks(scores, scope)
     ks = _ks(scores, [fraction], scope)[0]
@@ -39,16 +39,17 @@ def prune_masks(scores: Sequence[np.ndarray], fraction: float,
 
 
 def apply_masks(model: keras.Model, masks: Sequence[np.ndarray]) -> None:
-    """Multiply the model's weights by ``masks`` in place."""
-    weights = network.dense_chain(model).weights()
+    """Multiply the model's weights (an MLP's or a conv net's) by ``masks`` in place."""
+    weights = network.describe(model).weights()
     masks = check_masks(masks, weights)
     model.set_weights([w * m for w, m in zip(weights, masks)])
 
 
 @contextlib.contextmanager
 def pruned(model: keras.Model, masks: Sequence[np.ndarray]) -> Iterator[keras.Model]:
-    """Inside the ``with`` block the model is pruned; afterwards its weights are restored."""
-    original = network.dense_chain(model).weights()
+    """Inside the ``with`` block the model (an MLP or a conv net) is pruned; afterwards its
+    weights are restored."""
+    original = network.describe(model).weights()
     masks = check_masks(masks, original)
     model.set_weights([w * m for w, m in zip(original, masks)])
     try:
@@ -71,7 +72,7 @@ def pruned_counts(scores: Sequence[np.ndarray], fractions: Sequence[float],
     the zeros per mask of ``prune_masks(scores, fractions[i], scope)``, from one sort.
     """
     scores = check_scores(scores)
-    fractions = check_fractions(fractions)
+    fractions = checks.fractions(fractions)
     scope = check_scope(scope)
     ranks = [np.sort(r.ravel()) for r in _ranks(scores, scope)]
     ks = _ks(scores, fractions, scope)
@@ -84,16 +85,16 @@ def sweep(model: keras.Model, scores: Sequence[np.ndarray], fractions: Sequence[
     """Test accuracy after pruning each fraction (no retraining), restarting from the model's weights.
 
     Vectorised: one sort per scope, then every level is masked and evaluated
-    inside one compiled loop. The model itself is not modified.
+    inside one compiled loop. The model (an MLP or a conv net) is not modified.
     """
-    chain = network.dense_chain(model)
-    weights = chain.weights()
+    net = network.describe(model)
+    weights = net.weights()
     scores, fractions, scope = check_sweep(scores, weights, fractions, scope)
-    x, y = network.check_xy(x, y, chain.input_width, chain.n_classes)
+    x, y = network.check_xy(x, y, net.input_width, net.n_classes)
     ranks = _ranks(scores, scope)
     ks = np.asarray(_ks(scores, fractions, scope), np.int32)
     acc = _sweep_graph(tuple(tf.constant(w) for w in weights), tuple(tf.constant(r) for r in ranks),
-                       tf.constant(ks), tf.constant(x), tf.constant(y), chain.layout)
+                       tf.constant(ks), tf.constant(x), tf.constant(y), net.structure)
     return acc.numpy().astype(np.float64)
 
 
@@ -104,41 +105,12 @@ def check_sweep(scores: object, weights: Sequence[np.ndarray], fractions: object
     if [s.shape for s in scores] != [np.shape(w) for w in weights]:
         raise ValueError("scores must have the shapes of model.trainable_weights, got "
                          f"{[s.shape for s in scores]}")
-    return scores, check_fractions(fractions), check_scope(scope)
-
-
-def check_fractions(fractions: object, order: str = "any", at_least: int = 1,
-                    name: str = "fractions") -> list[float]:
-    """Validate a sequence of pruned fractions in [0, 1].
-
-    ``order`` is ``"any"``, ``"non-decreasing"`` or ``"increasing"``; ``at_least`` is the
-    fewest levels accepted.
-    """
-    if isinstance(fractions, (str, bytes)) or not isinstance(fractions, (Sequence, np.ndarray)):
-        raise TypeError(f"{name} must be a sequence of floats, got {fractions!r}")
-    if len(fractions) < at_least:
-        raise ValueError(f"{name} needs at least {at_least} level(s), got {len(fractions)}")
-    values = [check_fraction(f, name) for f in fractions]
-    steps = np.diff(values)
-    if (order == "non-decreasing" and np.any(steps < 0)) \
-            or (order == "increasing" and np.any(steps <= 0)):
-        raise ValueError(f"{name} must be {order}, got {values}")
-    return values
-
-
-def check_fraction(fraction: object, name: str = "fraction") -> float:
-    if isinstance(fraction, bool) or not isinstance(fraction, (int, float, np.floating, np.integer)):
-        raise TypeError(f"{name} must be a float in [0, 1], got {fraction!r}")
-    value = float(fraction)
-    if not 0.0 <= value <= 1.0:  # also refuses NaN
-        raise ValueError(f"{name} must be in [0, 1], got {fraction!r}")
-    return value
+    return scores, checks.fractions(fractions), check_scope(scope)
 
 
 def check_scope(scope: object) -> str:
-    if not isinstance(scope, str) or scope not in SCOPES:
-        raise ValueError(f"scope must be one of {SCOPES}, got {scope!r}")
-    return scope
+    """One of ``SCOPES``."""
+    return checks.choice(scope, "scope", SCOPES)
 
 
 def check_scores(scores: object, name: str = "scores", finite: bool = True) -> list[np.ndarray]:
@@ -182,18 +154,22 @@ def _ranks(scores: list[np.ndarray], scope: str) -> list[np.ndarray]:
 def _ks(scores: list[np.ndarray], fractions: Sequence[float], scope: str) -> list[list[int]]:
     """Per level and tensor: prune the parameters whose rank is below k."""
     if scope == "layer":
-        return [[n_pruned(f, s.size) for s in scores] for f in fractions]
+        return [[_n_pruned(f, s.size) for s in scores] for f in fractions]
     total = sum(s.size for s in scores)
-    return [[n_pruned(f, total)] * len(scores) for f in fractions]
+    return [[_n_pruned(f, total)] * len(scores) for f in fractions]
+
+
+def _n_pruned(fraction: float, n: int) -> int:
+    return int(math.floor(fraction * n + 0.5))
 
 
 @tf.function(reduce_retracing=True)
-def _sweep_graph(weights, ranks, ks, x, y, layout):
+def _sweep_graph(weights, ranks, ks, x, y, structure):
     accuracies = tf.TensorArray(tf.float32, size=tf.shape(ks)[0])
     for level in tf.range(tf.shape(ks)[0]):
         masked = [tf.where(r >= ks[level, i], w, tf.zeros_like(w))
                   for i, (w, r) in enumerate(zip(weights, ranks))]
-        logits = network.logits(x, masked, layout)
+        logits = network.structure_logits(x, masked, structure)
         hits = tf.equal(tf.argmax(logits, axis=1, output_type=tf.int32), y)
         accuracies = accuracies.write(level, tf.reduce_mean(tf.cast(hits, tf.float32)))
     return accuracies.stack()

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
-from helpers import cache, checks, data, hessian, network, pruning, training
+from helpers import cache, checks, data, network, pruning, training
 
 
 def obs_saliencies(u: np.ndarray, h_inv: np.ndarray) -> np.ndarray:
@@ -140,10 +140,7 @@ def prune_path(u: np.ndarray, h_inv: np.ndarray, counts: Sequence[int],
 def damped_inverse(matrix: np.ndarray, damping: float) -> np.ndarray:
     """``(M + damping I)^-1`` for a symmetric ``M``; raises if ``M + damping I`` is not positive definite."""
     matrix = _check_square(matrix, "matrix")
-    if isinstance(damping, bool) or not isinstance(damping, (int, float, np.floating)):
-        raise TypeError(f"damping must be a float, got {damping!r}")
-    if not (np.isfinite(damping) and damping >= 0):
-        raise ValueError(f"damping must be >= 0 and finite, got {damping!r}")
+    damping = checks.real(damping, "damping", 0.0)
     sym = 0.5 * (matrix + matrix.T) + float(damping) * np.eye(len(matrix))
     try:
         chol = np.linalg.cholesky(sym)
@@ -188,7 +185,7 @@ def layer_masks(scores: Sequence[np.ndarray], fraction: float,
     chapter prunes the same number of parameters in each layer this way.
     """
     scores = pruning.check_scores(scores)
-    fraction = pruning.check_fraction(fraction)
+    fraction = checks.fraction(fraction)
     groups = _layer_groups(layout, len(scores))
     masks = []
     for group in groups:
@@ -243,7 +240,7 @@ def layerwise_obs(model: keras.Model, x: np.ndarray, fractions: Sequence[float],
     """
     chain = network.dense_chain(model)
     x = network.check_x(x, chain.input_width)
-    fractions = tuple(pruning.check_fractions(fractions, "non-decreasing"))
+    fractions = tuple(checks.fractions(fractions, order="non-decreasing"))
     damping = checks.positive(damping, "damping")
     block_fraction = checks.positive(block_fraction, "block_fraction")
     if block_fraction > 1:
@@ -278,7 +275,7 @@ def cached_layerwise_obs(trained: training.TrainedModel, fractions: Sequence[flo
     images of the post's 55,000-image split, cached by all of its settings."""
     if not isinstance(trained, training.TrainedModel):
         raise TypeError(f"trained must be a training.TrainedModel, got {type(trained).__name__}")
-    fractions = tuple(pruning.check_fractions(fractions, "non-decreasing"))
+    fractions = tuple(checks.fractions(fractions, order="non-decreasing"))
     n_score = checks.integer(n_score, "n_score")
     config = {"trained": trained.config.to_dict(), "fractions": list(fractions),
               "n_score": n_score, "damping": float(damping), "block_fraction": float(block_fraction)}
@@ -411,24 +408,14 @@ def _check_vector_and_inverse(u: object, h_inv: object) -> tuple[np.ndarray, np.
 
 
 def _check_index(q: object, n: int) -> int:
-    if isinstance(q, bool) or not isinstance(q, (int, np.integer)):
-        raise TypeError(f"q must be an int index, got {q!r}")
-    if not 0 <= q < n:
-        raise ValueError(f"q must be in [0, {n}), got {q!r}")
-    return int(q)
+    return checks.integer(q, "q", 0, n - 1)
 
 
 def _check_counts(counts: object, n: int) -> list[int]:
     if isinstance(counts, (str, bytes)) or not isinstance(counts, (Sequence, np.ndarray)) \
             or len(counts) == 0:
         raise TypeError(f"counts must be a non-empty sequence of ints, got {counts!r}")
-    out = []
-    for c in counts:
-        if isinstance(c, bool) or not isinstance(c, (int, np.integer)):
-            raise TypeError(f"counts must hold ints, got {c!r}")
-        if not 0 <= c <= n:
-            raise ValueError(f"counts must be in [0, {n}], got {c!r}")
-        out.append(int(c))
+    out = [checks.integer(c, f"counts[{i}]", 0, n) for i, c in enumerate(counts)]
     if any(b < a for a, b in zip(out, out[1:])):
         raise ValueError(f"counts must be non-decreasing, got {out}")
     return out

@@ -62,8 +62,7 @@ class TrainConfig:
             object.__setattr__(self, name, checks.integer(getattr(self, name), name))
         object.__setattr__(self, "seed", checks.seed(self.seed))
         for name, allowed in (("loss", _LOSSES), ("order", _ORDERS), ("dataset", _DATASETS)):
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+            checks.choice(getattr(self, name), name, allowed)
         object.__setattr__(self, "layer_sizes", models._check_layer_sizes(self.layer_sizes))
         if self.layer_sizes[0] != 784 or self.layer_sizes[-1] != 10:
             raise ValueError(f"layer_sizes must start at 784 and end at 10 for MNIST, "
@@ -109,9 +108,7 @@ def train_model(config: TrainConfig | None = None, *, use_cache: bool = True) ->
     config = TrainConfig() if config is None else config
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
-    arrays = cache.fetch("model", config.to_dict(), lambda: _train_arrays(config),
-                         version=cache.code_version(__name__), use_cache=use_cache, shipped=True)
-    return _unpack(config, arrays)
+    return _unpack(config, _entry(config).fetch(lambda: _train_arrays(config), use_cache=use_cache))
 
 
 def train_models(configs: Sequence[TrainConfig], *,
@@ -128,11 +125,13 @@ def train_models(configs: Sequence[TrainConfig], *,
     for i, config in enumerate(configs):
         if not isinstance(config, TrainConfig):
             raise TypeError(f"configs[{i}] must be a TrainConfig, got {type(config).__name__}")
-    processes = checks.integer((os.cpu_count() or 1) if processes is None else processes, "processes")
-    missing = [(c,) for c in dict.fromkeys(configs)
-               if not cache.has("model", c.to_dict(), version=cache.code_version(__name__), shipped=True)]
-    cache.build_side_by_side(train_model, missing, processes=processes)
+    cache.fill(train_model, [(c,) for c in configs], lambda c: [_entry(c)], processes=processes)
     return [train_model(c) for c in configs]
+
+
+def _entry(config: TrainConfig) -> cache.Entry:
+    """Where the network ``config`` describes is cached (and shipped)."""
+    return cache.Entry("model", config.to_dict(), cache.code_version(__name__), shipped=True)
 
 
 def _build(config: TrainConfig) -> keras.Sequential:

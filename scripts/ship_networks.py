@@ -25,6 +25,8 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -33,16 +35,35 @@ from helpers import cache, cnn, retraining, training  # noqa: E402
 from helpers.chapters import explorer, tiny  # noqa: E402
 from helpers.post import networks  # noqa: E402
 
-#: kind -> the module whose code builds it (its ``code_version``) and how to build it from its key.
-BUILDERS = {
-    "model": ("helpers.training", lambda c: training._train_arrays(training.TrainConfig(**_tuples(c)))),
-    "cnn": ("helpers.cnn", lambda c: cnn._train_arrays(cnn.CnnConfig(**_tuples(c)))),
-    "tiny_model": ("helpers.chapters.tiny", lambda c: tiny._train(tiny.TinyConfig(**_tuples(c)))),
-    "retrain": ("helpers.retraining", lambda c: retraining._run_schedule(
+@dataclass(frozen=True)
+class Kind:
+    """How one kind of shipped result is rebuilt: the module whose code builds it (its
+    ``code_version``), how to build one result from its key, optionally the keys to ship
+    today (instead of those listed) and which keys share a process (their key ``group``)."""
+
+    module: str
+    build: Callable[[dict], dict]
+    today: Callable[[], list[dict]] | None = None
+    group: Callable[[dict], Hashable] = id  # by default each key alone
+
+
+def explorer_configs() -> list[dict]:
+    """The configurations of every level set the explorer offers, for today's networks."""
+    return [explorer.levels_key(network, method, scope, seed)
+            for network, seed, method, scope in explorer.settings()]
+
+
+KINDS = {
+    "model": Kind("helpers.training", lambda c: training._train_arrays(training.TrainConfig(**_tuples(c)))),
+    "cnn": Kind("helpers.cnn", lambda c: cnn._train_arrays(cnn.CnnConfig(**_tuples(c)))),
+    "tiny_model": Kind("helpers.chapters.tiny", lambda c: tiny._train(tiny.TinyConfig(**_tuples(c)))),
+    "retrain": Kind("helpers.retraining", lambda c: retraining._run_schedule(
         training.train_model(training.TrainConfig(**_tuples(c["trained"]))),
         retraining.Schedule(**_tuples(c["schedule"])))),
-    "explorer_levels": ("helpers.chapters.explorer", lambda c: explorer.levels_arrays(
-        c["network"], c["method"], c["scope"], c["seed"])),
+    # The level sets of today's networks, one process per network: its saliencies serve every setting.
+    "explorer_levels": Kind("helpers.chapters.explorer", lambda c: explorer.levels_arrays(
+        c["network"], c["method"], c["scope"], c["seed"]), today=explorer_configs,
+        group=lambda c: (c["network"], c["seed"])),
 }
 #: Retrained networks and the explorer's levels start from shipped networks, so they come last.
 ORDER = ("model", "cnn", "tiny_model", "retrain", "explorer_levels")
@@ -56,22 +77,15 @@ def _tuples(config: dict) -> dict:
 def rebuild(kind: str, config: dict, into: str | None = None) -> None:
     """Build one result from scratch and ship it, into the folder ``into`` if given (runs in a
     worker process). A retraining run starts from the shipped network, as in chapter 13."""
-    module, build = BUILDERS[kind]
-    cache.ship(kind, config, build(config), version=cache.source_version(module),
+    spec = KINDS[kind]
+    cache.ship(kind, config, spec.build(config), version=cache.source_version(spec.module),
                into=None if into is None else Path(into))
 
 
 def rebuild_all(kind: str, configs: list[dict], into: str | None = None) -> None:
-    """``rebuild`` each of ``configs`` in this one process (the explorer's levels of one network
-    share its saliencies)."""
+    """``rebuild`` each of ``configs`` in this one process (a worker of ``main``)."""
     for config in configs:
         rebuild(kind, config, into)
-
-
-def explorer_configs() -> list[dict]:
-    """The configurations of every level set the explorer offers, for today's networks."""
-    return [explorer.levels_key(network, method, scope, seed)
-            for network, seed, method, scope in explorer.settings()]
 
 
 def sample(entries: list[dict]) -> list[dict]:
@@ -106,7 +120,7 @@ def sample(entries: list[dict]) -> list[dict]:
 def from_cache(kinds: tuple[str, ...]) -> int:
     """Ship every cache entry of ``kinds`` that the current code produced; return how many."""
     count = 0
-    versions = {kind: cache.code_version(BUILDERS[kind][0]) for kind in kinds}  # before shipping any
+    versions = {kind: cache.code_version(KINDS[kind].module) for kind in kinds}  # before shipping any
     for kind in kinds:
         version = versions[kind]
         for path in sorted((cache.cache_dir() / kind).glob("*.npz")):
@@ -115,7 +129,7 @@ def from_cache(kinds: tuple[str, ...]) -> int:
             if meta.get("version") != version:
                 continue
             arrays = cache._read_entry(path, {k: meta[k] for k in ("kind", "config", "version")})
-            cache.ship(kind, meta["config"], arrays, version=cache.source_version(BUILDERS[kind][0]))
+            cache.ship(kind, meta["config"], arrays, version=cache.source_version(KINDS[kind].module))
             count += 1
     return count
 
@@ -137,26 +151,21 @@ def main(argv: list[str] | None = None) -> int:
         listed = sample(listed)
     into = None if args.into is None else str(args.into.resolve())
     for kind in kinds:
+        spec = KINDS[kind]
         configs = [e["config"] for e in listed if e["kind"] == kind]
-        if kind == "explorer_levels" and not args.sample:  # today's networks, whatever was listed
-            configs = explorer_configs()
+        if spec.today is not None and not args.sample:  # what today's code offers, whatever was listed
+            configs = spec.today()
             if into is None:
                 cache.unship(kind, keep=configs)
         start = time.perf_counter()
-        if kind == "explorer_levels":  # one process per network: its saliencies serve every setting
-            by_network: dict[tuple, list[dict]] = {}
-            for config in configs:
-                by_network.setdefault((config["network"], config["seed"]), []).append(config)
-            jobs = [(kind, group, into) for group in by_network.values()]
-            function = rebuild_all
-        else:
-            jobs = [(kind, config, into) for config in configs]
-            function = rebuild
-        if len(jobs) > 1:
-            cache.build_side_by_side(function, jobs)
-        else:
+        groups: dict[Hashable, list[dict]] = {}
+        for config in configs:
+            groups.setdefault(spec.group(config), []).append(config)
+        jobs = [(kind, group, into) for group in groups.values()]
+        cache.build_side_by_side(rebuild_all, jobs)
+        if len(jobs) < 2:  # nothing was started: build here
             for job in jobs:
-                function(*job)
+                rebuild_all(*job)
         print(f"{kind}: {len(configs)} rebuilt in {time.perf_counter() - start:.0f} s")
     if into is None:
         total = sum(e["bytes"] for e in cache.shipped_entries())

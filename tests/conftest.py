@@ -62,6 +62,8 @@ SLOW_TESTS = {
     "test_explorer.py::test_saliencies_are_computed_once_per_setting",
     "test_cache.py::test_two_processes_build_once",
     "test_cache.py::test_build_side_by_side_fills_the_cache_from_other_processes",
+    "test_cache.py::test_fill_builds_each_missing_job_once_in_a_process_with_its_environment",
+    "test_cache.py::test_fill_names_a_failing_job_and_leaves_no_entry",
     "test_observations.py::test_taylor_terms_against_the_brute_force_hessian",
     "test_networks.py::test_trains_from_the_requested_scale_and_caches",
     "test_data.py::test_locating_the_data_does_not_import_mnist",

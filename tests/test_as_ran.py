@@ -385,32 +385,44 @@ def test_kernel_setting_follows_the_environment(monkeypatch):
         as_ran.kernel_setting("yes")
 
 
-def test_child_processes_inherit_the_instruction_set_limit(monkeypatch):
-    """The replay's child process gets the caller's ONEDNN_MAX_CPU_ISA and its own oneDNN switch."""
-    import subprocess
-    seen = []
+def test_back_end_jobs_ask_for_their_own_onednn_switch(monkeypatch, isolated_cache):
+    """Each job's process starts with its own oneDNN switch (the rest of the caller's
+    environment, such as ONEDNN_MAX_CPU_ISA, carries over: tests/test_cache.py)."""
+    asked = []
 
-    def fake_run(args, env, **kwargs):
-        seen.append(env)
-        return subprocess.CompletedProcess(args, 1, "", "stopped by the test")
+    def fake_fill(worker, jobs, entries, *, environment):
+        asked.extend(environment(*job) for job in jobs)
+        raise RuntimeError("stopped by the test")
 
-    monkeypatch.setattr(as_ran.subprocess, "run", fake_run)
-    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "SSE41")
-    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "1")
+    monkeypatch.setattr(cache, "fill", fake_fill)
     with pytest.raises(RuntimeError, match="stopped by the test"):
-        as_ran.with_kernels(False, "replay_post_run", {"run": "obd_all_layers_prune"})
-    assert seen[0]["ONEDNN_MAX_CPU_ISA"] == "SSE41" and seen[0]["TF_ENABLE_ONEDNN_OPTS"] == "0"
+        as_ran.replays_with_kernels(["obd_all_layers_prune"])
+    assert asked == [{"TF_ENABLE_ONEDNN_OPTS": "1"}, {"TF_ENABLE_ONEDNN_OPTS": "0"}]
+
+
+def test_a_back_end_result_is_not_computed_with_the_other_kernels(monkeypatch, isolated_cache):
+    monkeypatch.setattr(as_ran, "_onednn_enabled", lambda: True)
+    with pytest.raises(RuntimeError, match="must be computed with oneDNN off"):
+        as_ran.in_back_end("post_replay_kernels", as_ran.__name__, "replay_post_run",
+                           (("run", "obd_all_layers_prune"),), False)
 
 
 def test_cached_replays_are_kept_apart_by_kernel_setting(monkeypatch, isolated_cache):
     """A replay cached under one instruction-set limit is not served under another."""
     calls = []
 
-    def fake_with_kernels(onednn, function, kwargs, module=as_ran.__name__):
-        calls.append((onednn, function, os.environ.get("ONEDNN_MAX_CPU_ISA")))
-        return {"accuracy": np.full((2, 3) if function == "band_replays" else 3, float(len(calls)))}
+    def fake_replay(run, **kwargs):
+        calls.append((run, os.environ.get("ONEDNN_MAX_CPU_ISA")))
+        return {"accuracy": np.full(3, float(len(calls)))}
 
-    monkeypatch.setattr(as_ran, "with_kernels", fake_with_kernels)
+    def fake_band(run, variation, n_replays):
+        calls.append((run, os.environ.get("ONEDNN_MAX_CPU_ISA")))
+        return {"accuracy": np.full((n_replays, 3), float(len(calls)))}
+
+    monkeypatch.setattr(cache, "fill", lambda *args, **kwargs: None)  # compute here, not in processes
+    monkeypatch.setattr(as_ran, "_onednn_enabled", lambda: True)
+    monkeypatch.setattr(as_ran, "replay_post_run", fake_replay)
+    monkeypatch.setattr(as_ran, "band_replays", fake_band)
     monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
     first = as_ran.replay_with_kernels("obd_all_layers_prune", onednn=True)["accuracy"]
     band = as_ran.replay_band("obd_all_layers_dropout", "rounding", n_replays=2)
@@ -423,7 +435,7 @@ def test_cached_replays_are_kept_apart_by_kernel_setting(monkeypatch, isolated_c
                           first)
     assert np.array_equal(as_ran.replay_band("obd_all_layers_dropout", "rounding", n_replays=2), band)
     assert len(calls) == 4  # read back from the cache
-    assert [c[2] for c in calls] == [None, None, "AVX2", "AVX2"]
+    assert [c[1] for c in calls] == [None, None, "AVX2", "AVX2"]
 
 
 def test_replay_of_another_network_and_further_levels():
@@ -500,3 +512,37 @@ def test_side_by_side_argument_checks():
         as_ran.replay_bands({"obd_layerwise_prune": "weather"})
     with pytest.raises(ValueError, match="n_replays"):
         as_ran.replay_bands({"obd_layerwise_prune": "batches"}, n_replays=0)
+
+
+def test_the_magnitude_scripts_score_the_signed_weight():
+    model = small_mlp(SIZES)
+    scores = as_ran.scores(model, "asran_magnitude")
+    flat_w = hessian.flatten(model.get_weights())
+    flat_m = hessian.flatten(pruning.prune_masks(scores, 0.1))
+    assert flat_w[flat_m == 0].max() <= flat_w[flat_m == 1].min() and flat_w[flat_m == 0].max() < 0
+
+
+@pytest.mark.parametrize("scope", ["global", "layer"])
+def test_the_obd_scripts_score_the_hessian_row_sums(scope):
+    """Read off the brute-force Hessian: whole rows (all layers) or the variable's own block."""
+    model = small_mlp(SIZES)
+    x, y = small_data(SIZES)
+    H = hessian.full_hessian(model, x, y)
+    if scope == "global":
+        expected = H.sum(axis=1)
+    else:
+        edges = np.cumsum([0] + [w.size for w in model.get_weights()])
+        expected = np.concatenate([H[a:b, a:b].sum(axis=1) for a, b in zip(edges, edges[1:])])
+    got = hessian.flatten(as_ran.scores(model, "asran_obd", x, y, scope=scope))
+    assert np.max(np.abs(got - expected)) / np.abs(H).sum(axis=1).max() < 1e-5
+
+
+def test_the_scripts_scores_check_their_arguments():
+    model = small_mlp(SIZES)
+    with pytest.raises(ValueError, match="method must be one of"):
+        as_ran.scores(model, "obd")
+    with pytest.raises(ValueError, match="scope"):
+        as_ran.scores(model, "asran_magnitude", scope="net")
+    with pytest.raises(ValueError, match="x and y"):
+        as_ran.scores(model, "asran_obd")
+

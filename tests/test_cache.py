@@ -409,6 +409,61 @@ def test_build_side_by_side_starts_nothing_for_one_job_or_one_process() -> None:
     assert not any(cache.has("side_by_side", {"name": n}, version="v1") for n in "abc")
 
 
+def _record_environment(name: str) -> None:
+    """Cache what the process that built the entry saw of its environment (a worker of fill)."""
+    fetch("environment", {"name": name}, lambda: {
+        "pid": np.array(os.getpid()), "variable": np.array(os.environ.get("OBD_TEST_VARIABLE", "")),
+        "limit": np.array(os.environ.get("ONEDNN_MAX_CPU_ISA", ""))}, version="v1")
+
+
+def _fail(name: str) -> None:
+    def build() -> dict:
+        raise ValueError(f"no entry for {name}")
+    fetch("environment", {"name": name}, build, version="v1")
+
+
+def _environment_entries(name: str) -> list[cache.Entry]:
+    return [cache.Entry("environment", {"name": name}, "v1")]
+
+
+def test_fill_builds_each_missing_job_once_in_a_process_with_its_environment(monkeypatch) -> None:
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "SSE41")
+    monkeypatch.delenv("OBD_TEST_VARIABLE", raising=False)
+    _record_environment("c")  # present already: not built again
+    before = fetch("environment", {"name": "c"}, _refuse, version="v1")
+    cache.fill(_record_environment, [("a",), ("b",), ("a",), ("c",)], _environment_entries,
+               environment=lambda name: {"OBD_TEST_VARIABLE": name.upper()})
+    got = {n: fetch("environment", {"name": n}, _refuse, version="v1") for n in "abc"}
+    assert [str(got[n]["variable"]) for n in "ab"] == ["A", "B"]  # each job its own variables
+    assert {str(got[n]["limit"]) for n in "ab"} == {"SSE41"}  # and the caller's environment
+    assert os.getpid() not in {int(got[n]["pid"]) for n in "ab"}
+    assert int(got["c"]["pid"]) == int(before["pid"]) == os.getpid()
+    assert "OBD_TEST_VARIABLE" not in os.environ  # the caller's environment is restored
+
+
+def test_fill_names_a_failing_job_and_leaves_no_entry() -> None:
+    with pytest.raises(RuntimeError, match=r"_fail\('x',\) failed in its own process.*no entry for x"):
+        cache.fill(_fail, [("x",)], _environment_entries, environment=lambda name: {})
+    assert not cache.has("environment", {"name": "x"}, version="v1")
+    assert _leftovers("environment") == []
+
+
+def test_fill_without_environment_leaves_one_job_to_the_caller() -> None:
+    cache.fill(_record_environment, [("a",), ("a",)], _environment_entries)
+    assert not cache.has("environment", {"name": "a"}, version="v1")
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    (dict(worker=1, jobs=[], entries=_environment_entries), TypeError, "worker"),
+    (dict(worker=_fail, jobs="ab", entries=_environment_entries), TypeError, "jobs"),
+    (dict(worker=_fail, jobs=[("a",)], entries=_environment_entries, environment={}), TypeError, "environment"),
+    (dict(worker=_fail, jobs=[], entries=_environment_entries, processes=0), ValueError, "processes"),
+])
+def test_fill_argument_checks(kwargs, error, match) -> None:
+    with pytest.raises(error, match=match):
+        cache.fill(**kwargs)
+
+
 @pytest.mark.parametrize("kwargs, error, match", [
     (dict(function=1, jobs=[]), TypeError, "function"),
     (dict(function=_record_pid, jobs="ab"), TypeError, "jobs"),

@@ -47,7 +47,7 @@ def test_dependencies_follow_imports_transitively() -> None:
     assert {"post.described", "saliency", "hessian", "network", "training", "post.networks"} <= described
     assert not {"plotting", "chapters.explorer", "cnn", "helpers"} & described
     assert "conv_hessian" in {name.removeprefix("helpers.") for name in cache.dependencies("helpers.cnn")}
-    assert cache.dependencies("helpers.data") == {"helpers.data", "helpers.cache"}
+    assert cache.dependencies("helpers.data") == {"helpers.data", "helpers.cache", "helpers.checks"}
 
 
 def test_imports_inside_functions_and_relative_imports_count() -> None:

@@ -1,4 +1,4 @@
-"""The shared argument checks (helpers.checks) and pruning's list checks."""
+"""The shared argument checks (helpers.checks) and pruning's mask check."""
 
 import json
 
@@ -87,17 +87,38 @@ def test_numbers_may_allow_nan():
 
 @pytest.mark.parametrize("fractions,order,error", [
     ((0.5, 0.4), "non-decreasing", ValueError), ((0.5, 0.5), "increasing", ValueError),
-    ((), "any", ValueError), ("0.5", "any", TypeError), ((0.5, 1.5), "any", ValueError)])
-def test_check_fractions_refuses(fractions, order, error):
+    ((), "any", ValueError), ("0.5", "any", TypeError), ((0.5, 1.5), "any", ValueError),
+    ((0.5, True), "any", TypeError)])
+def test_fractions_refuses(fractions, order, error):
     with pytest.raises(error, match="levels"):
-        pruning.check_fractions(fractions, order, name="levels")
+        checks.fractions(fractions, "levels", order=order)
 
 
-def test_check_fractions_orders():
-    assert pruning.check_fractions((0.5, 0.5), "non-decreasing") == [0.5, 0.5]
-    assert pruning.check_fractions((0.9, 0.1)) == [0.9, 0.1]
+def test_fractions_orders():
+    assert checks.fractions((0.5, 0.5), order="non-decreasing") == [0.5, 0.5]
+    assert checks.fractions((0.9, 0.1)) == [0.9, 0.1]
     with pytest.raises(ValueError, match="at least 2"):
-        pruning.check_fractions((0.5,), "increasing", at_least=2)
+        checks.fractions((0.5,), order="increasing", at_least=2)
+
+
+@pytest.mark.parametrize("order", ["decreasing", "Increasing", "any "])
+def test_fractions_refuses_an_order_it_does_not_know(order):
+    """A misspelled order is an error, not an unchecked sequence."""
+    with pytest.raises(ValueError, match="order must be one of"):
+        checks.fractions((0.9, 0.1), order=order)
+
+
+def test_choice_and_flag():
+    assert checks.choice("layer", "scope", ("global", "layer")) == "layer"
+    with pytest.raises(ValueError, match="scope must be one of"):
+        checks.choice("Layer", "scope", ("global", "layer"))
+    for bad in (1, None, b"layer"):
+        with pytest.raises(TypeError, match="scope must be a str, one of"):
+            checks.choice(bad, "scope", ("global", "layer"))
+    assert checks.flag(np.bool_(True), "trace") is True
+    for bad in (1, 0, "yes", None):
+        with pytest.raises(TypeError, match="trace must be a bool"):
+            checks.flag(bad, "trace")
 
 
 def test_check_masks_accepts_bools_and_names_the_bad_array():

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from helpers import cnn, conv_hessian, hessian, models, pruning, seeding
+from helpers import cnn, conv_hessian, hessian, metrics, models, network, pruning, saliency, seeding
 
 L = keras.layers
 
@@ -65,8 +65,8 @@ def test_exact_diagonal_equals_brute_force(kwargs):
 def test_forward_equals_keras_model():
     for model, x in ((tiny_cnn(), tiny_data()[0]),
                      (cnn.lenet(), np.random.default_rng(0).random((20, 784), np.float32))):
-        net = conv_hessian.conv_net(model)
-        out = conv_hessian.logits(tf.constant(x), [tf.constant(w) for w in model.get_weights()],
+        net = network.conv_net(model)
+        out = network.conv_logits(tf.constant(x), [tf.constant(w) for w in model.get_weights()],
                                   net.spec)
         np.testing.assert_allclose(out.numpy(), model(x).numpy(), rtol=1e-5, atol=1e-5)
 
@@ -122,20 +122,20 @@ def test_sweep_matches_the_pruned_keras_model_and_restores_weights(scope):
     model = tiny_cnn()
     x, y = tiny_data(n=200, seed=5)
     before = [w.copy() for w in model.get_weights()]
-    scores = cnn.saliency(model, "obd", x, y)
+    scores = saliency.saliency(model, "obd", x, y)
     fractions = [0.0, 0.3, 0.6, 0.9]
-    acc = cnn.sweep(model, scores, fractions, x, y, scope=scope)
+    acc = pruning.sweep(model, scores, fractions, x, y, scope=scope)
     for a, b in zip(model.get_weights(), before):
         np.testing.assert_array_equal(a, b)
     for f, a in zip(fractions, acc):
         masks = pruning.prune_masks(scores, f, scope)
-        with cnn.pruned(model, masks):
+        with pruning.pruned(model, masks):
             expected = np.mean(np.argmax(model(x).numpy(), axis=1) == y)
             assert all(np.all(w[m == 0] == 0) for w, m in zip(model.get_weights(), masks))
         assert a == pytest.approx(expected, abs=1e-6)
     for a, b in zip(model.get_weights(), before):
         np.testing.assert_array_equal(a, b)
-    assert acc[0] == pytest.approx(cnn.accuracy(model, x, y))
+    assert acc[0] == pytest.approx(metrics.accuracy(model, x, y))
 
 
 def test_pruned_restores_after_an_error():
@@ -143,28 +143,36 @@ def test_pruned_restores_after_an_error():
     before = [w.copy() for w in model.get_weights()]
     masks = [np.zeros_like(w) for w in before]
     with pytest.raises(RuntimeError):
-        with cnn.pruned(model, masks):
+        with pruning.pruned(model, masks):
             assert all(np.all(w == 0) for w in model.get_weights())
             raise RuntimeError("boom")
     for a, b in zip(model.get_weights(), before):
         np.testing.assert_array_equal(a, b)
 
 
-def test_obd_saliency_is_half_h_u_squared():
+def test_obd_saliency_of_a_conv_net_is_the_second_order_term_of_the_brute_force_hessian():
     model = tiny_cnn()
     x, y = tiny_data()
-    diag = conv_hessian.hessian_diagonal(model, x, y)
-    scores = cnn.saliency(model, "obd", x, y)
-    for s, h, w in zip(scores, diag, model.get_weights()):
-        np.testing.assert_allclose(s, 0.5 * h * w ** 2, rtol=1e-6)
-    for s, w in zip(cnn.saliency(model, "magnitude"), model.get_weights()):
+    u = hessian.flatten(model.get_weights()).astype(np.float64)
+    expected = 0.5 * np.diag(conv_hessian.full_hessian(model, x, y)) * u ** 2
+    got = hessian.flatten(saliency.saliency(model, "obd", x, y))
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-9)
+    for s, w in zip(saliency.saliency(model, "magnitude"), model.get_weights()):
         np.testing.assert_array_equal(s, np.abs(w))
+
+
+def test_each_kind_of_network_has_its_own_menu_of_saliencies():
+    x, y = tiny_data()
+    with pytest.raises(ValueError, match="method must be one of.*obd_mc"):
+        saliency.saliency(tiny_cnn(), "obd_lecun", x, y)
+    with pytest.raises(ValueError, match="method must be one of.*obd_lecun"):
+        saliency.saliency(models.mlp((64, 5, 3)), "obd_mc", x, y)
 
 
 def test_bad_inputs_raise_naming_the_argument():
     model = tiny_cnn()
     x, y = tiny_data()
-    scores = cnn.saliency(model, "magnitude")
+    scores = saliency.saliency(model, "magnitude")
     with pytest.raises(ValueError, match="method"):
         conv_hessian.hessian_diagonal(model, x, y, method="diag")
     with pytest.raises(ValueError, match="samples"):
@@ -180,24 +188,24 @@ def test_bad_inputs_raise_naming_the_argument():
     with pytest.raises(ValueError, match="batch_size"):
         conv_hessian.hessian_diagonal(model, x, y, batch_size=0)
     with pytest.raises(ValueError, match="method"):
-        cnn.saliency(model, "obs")
+        saliency.saliency(model, "obs")
     with pytest.raises(ValueError, match="x and y"):
-        cnn.saliency(model, "obd")
+        saliency.saliency(model, "obd")
     with pytest.raises(ValueError, match="fractions"):
-        cnn.sweep(model, scores, [0.5, 1.5], x, y)
+        pruning.sweep(model, scores, [0.5, 1.5], x, y)
     with pytest.raises(ValueError, match="fractions"):
-        cnn.sweep(model, scores, [], x, y)
+        pruning.sweep(model, scores, [], x, y)
     with pytest.raises(TypeError, match="fractions"):
-        cnn.sweep(model, scores, "0.5", x, y)
+        pruning.sweep(model, scores, "0.5", x, y)
     with pytest.raises(ValueError, match="scores"):
-        cnn.sweep(model, scores[:-1], [0.5], x, y)
+        pruning.sweep(model, scores[:-1], [0.5], x, y)
     with pytest.raises(ValueError, match="scope"):
-        cnn.sweep(model, scores, [0.5], x, y, scope="net")
+        pruning.sweep(model, scores, [0.5], x, y, scope="net")
     with pytest.raises(ValueError, match="masks"):
-        with cnn.pruned(model, [s * 2 + 1 for s in scores]):
+        with pruning.pruned(model, [s * 2 + 1 for s in scores]):
             pass
     with pytest.raises(TypeError, match="model"):
-        cnn.sweep("model", scores, [0.5], x, y)
+        pruning.sweep("model", scores, [0.5], x, y)
     with pytest.raises(ValueError, match="filters"):
         cnn.lenet(filters=[])
     with pytest.raises(TypeError, match="kernel_size"):
@@ -221,14 +229,14 @@ def test_unsupported_layers_are_refused():
     avg = keras.Sequential([keras.Input((64,)), L.Reshape((8, 8, 1)), L.Conv2D(2, 3, activation="relu"),
                             L.AveragePooling2D(2), L.Flatten(), L.Dense(3)])
     with pytest.raises(NotImplementedError, match="AveragePooling2D"):
-        conv_hessian.conv_net(avg)
+        network.conv_net(avg)
     tanh = keras.Sequential([keras.Input((64,)), L.Reshape((8, 8, 1)), L.Conv2D(2, 3, activation="tanh"),
                              L.Flatten(), L.Dense(3)])
     with pytest.raises(NotImplementedError, match="ReLU"):
-        conv_hessian.conv_net(tanh)
+        network.conv_net(tanh)
     softmax_out = keras.Sequential([keras.Input((64,)), L.Dense(3, activation="softmax")])
     with pytest.raises(NotImplementedError, match="linear"):
-        conv_hessian.conv_net(softmax_out)
+        network.conv_net(softmax_out)
     # an MLP is a (degenerate) conv net: the module agrees with helpers.hessian on it
     mlp = models.mlp((64, 5, 3), init_stddev=0.5)
     x, y = tiny_data()

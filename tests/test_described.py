@@ -42,7 +42,7 @@ def test_run_variants_are_the_shared_ones():
 
 @pytest.mark.parametrize("kwargs, error", [
     (dict(run="obd"), ValueError),
-    (dict(run=3), ValueError),
+    (dict(run=3), TypeError),
     (dict(run="obd_all_layers_prune", fractions=[]), ValueError),
     (dict(run="obd_all_layers_prune", fractions="0.1"), TypeError),
     (dict(run="obd_all_layers_prune", fractions=[1.5]), ValueError),

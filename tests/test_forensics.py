@@ -67,6 +67,6 @@ def test_scan_offsets_stay_in_the_first_epoch():
 
 def test_child_arguments_are_checked():
     with pytest.raises(TypeError, match="onednn"):
-        forensics._in_child("yes", "offset_scan_here")
+        as_ran.in_back_ends("forensics_offset_scan_here", forensics.__name__, "offset_scan_here", [((), "yes")])
     with pytest.raises(ValueError, match="function"):
-        forensics._in_child(True, "os.system")
+        forensics._both_back_ends("os.system")

@@ -55,6 +55,16 @@ def test_pruned_counts_are_the_zeros_of_each_mask(scope):
 def test_half_rounds_up():
     assert pruning.n_pruned(0.5, 5) == 3 and pruning.n_pruned(0.25, 2) == 1
     assert pruning.n_pruned(0.07, 47410) == 3319
+    assert pruning.n_pruned(1.0, 10) == 10 and pruning.n_pruned(0.0, 0) == 0
+
+
+@pytest.mark.parametrize("fraction,n,error,name", [
+    (1.5, 10, ValueError, "fraction"), (-0.1, 10, ValueError, "fraction"),
+    (np.nan, 10, ValueError, "fraction"), ("0.5", 10, TypeError, "fraction"),
+    (0.5, -1, ValueError, "n must"), (0.5, 2.0, TypeError, "n must"), (0.5, True, TypeError, "n must")])
+def test_n_pruned_refuses(fraction, n, error, name):
+    with pytest.raises(error, match=name):
+        pruning.n_pruned(fraction, n)
 
 
 def test_ties_are_broken_by_index_like_top_k():

@@ -60,7 +60,7 @@ def test_the_explorer_ships_every_setting_for_todays_networks(monkeypatch) -> No
     today = {json.dumps(explorer.levels_key(n, m, s, seed), sort_keys=True)
              for n, seed, m, s in explorer.settings()}
     assert len(today) == 168 and shipped == today
-    monkeypatch.setattr(explorer, "levels_arrays", lambda *a: pytest.fail(f"computed {a}"))
+    monkeypatch.setattr(explorer, "_levels_arrays", lambda *a: pytest.fail(f"computed {a}"))
     arrays = explorer.levels("post_obd_layerwise_prune", "asran_obd", "layer")
     assert arrays["accuracy"].shape == (explorer.PAGE_LEVELS,)
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from helpers import cache, data, hessian, pruning, taylor, training
+from helpers import cache, checks, data, hessian, pruning, taylor, training
 
 _FIELDS = ("first_order", "diagonal", "cross", "actual")
 
@@ -24,7 +24,7 @@ def walk_past_dormant(trained: training.TrainedModel,
     parameters (``taylor.dormant``) ranked last, on the post's 55,000 training images."""
     if not isinstance(trained, training.TrainedModel):
         raise TypeError(f"trained must be a training.TrainedModel, got {type(trained).__name__}")
-    fractions = pruning.check_fractions(fractions, "increasing", name="fractions")
+    fractions = checks.fractions(fractions, order="increasing")
     key = {"network": trained.config.to_dict(), "fractions": [float(f) for f in fractions]}
 
     def build() -> dict[str, np.ndarray]:

@@ -23,14 +23,13 @@ Nothing heavy happens at import. Networks come from the shared model cache
 (``networks.post_models``), and the post's own five networks from its
 checkpoints (``checkpoints.load_post_network``); saliencies are computed on first use and kept
 in memory per (network, seed, method), and per scope too for the as-ran row
-sums (``saliency.SCOPED_METHODS``), and the curves per (network, seed, method, scope).
+sums (``as_ran.METHODS``' ``"asran_obd"``), and the curves per (network, seed, method, scope).
 Second derivatives are averaged over a fixed subset: the first
 ``N_SCORE = 10,000`` images of the post's 55,000-image training split.
 """
 
 from __future__ import annotations
 
-import hashlib
 import html
 import io
 import json
@@ -42,7 +41,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from helpers import cache, checks, data, models, plotting, pruning, saliency
-from helpers.post import checkpoints, networks, published
+from helpers.post import as_ran, checkpoints, networks, published
 
 #: Network variants of chapter "Training the two networks", then the post's own, with labels.
 NETWORKS: dict[str, str] = {
@@ -56,7 +55,7 @@ NETWORKS: dict[str, str] = {
        for name, run in published.RUNS.items()},
 }
 #: Saliencies offered, with their labels (as in the book's figures).
-METHODS: dict[str, str] = {m: plotting.METHOD_NAMES[m] for m in saliency.METHODS}
+METHODS: dict[str, str] = {m: plotting.METHOD_NAMES[m] for m in saliency.METHODS + as_ran.METHODS}
 SCOPES: dict[str, str] = {"layer": "layer-wise", "global": "all layers"}
 #: Second derivatives use the first N_SCORE images of the post's training split.
 N_SCORE = 10_000
@@ -75,8 +74,7 @@ _data: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
 def seeds(network: str) -> tuple[int, ...]:
     """The training seeds offered for ``network``: the book's three, or 0 alone for the post's own."""
-    if not isinstance(network, str) or network not in NETWORKS:
-        raise ValueError(f"network must be one of {tuple(NETWORKS)}, got {network!r}")
+    network = checks.choice(network, "network", NETWORKS)
     return (0,) if network.startswith("post_") else tuple(networks.SEEDS)
 
 
@@ -214,14 +212,16 @@ def levels(network: str, method: str, scope: str, seed: int = 0) -> dict[str, np
     does not ship is computed and cached on disk, keyed by the network's weights.
     """
     network, method, scope, _, seed = _check(network, method, scope, 0.0, seed)
-    return cache.fetch("explorer_levels", _levels_key(network, method, scope, seed),
-                       lambda: levels_arrays(network, method, scope, seed),
-                       version=cache.code_version(__name__), shipped=True)
+    return _entry(network, method, scope, seed).fetch(lambda: _levels_arrays(network, method, scope, seed))
 
 
 def levels_arrays(network: str, method: str, scope: str, seed: int = 0) -> dict[str, np.ndarray]:
     """``levels`` computed here and now, with neither the shipped results nor the disk cache."""
     network, method, scope, _, seed = _check(network, method, scope, 0.0, seed)
+    return _levels_arrays(network, method, scope, seed)
+
+
+def _levels_arrays(network: str, method: str, scope: str, seed: int) -> dict[str, np.ndarray]:
     fractions = list(CURVE_FRACTIONS[:PAGE_LEVELS])
     return {"accuracy": _curve(network, seed, method, scope)[:PAGE_LEVELS],
             "pruned": pruning.pruned_counts(_saliency(network, seed, method, scope), fractions, scope)}
@@ -239,13 +239,17 @@ def levels_key(network: str, method: str, scope: str, seed: int = 0) -> dict:
     return _levels_key(network, method, scope, seed)
 
 
+def _entry(network: str, method: str, scope: str, seed: int) -> cache.Entry:
+    """Where ``levels`` of a setting is cached (and shipped)."""
+    return cache.Entry("explorer_levels", _levels_key(network, method, scope, seed),
+                       cache.code_version(__name__), shipped=True)
+
+
 def _levels_key(network: str, method: str, scope: str, seed: int) -> dict:
     """The cache key of ``levels``: the setting and the network's weights."""
-    digest = hashlib.sha256()
-    for weight in _network(network, seed).get_weights():
-        digest.update(np.ascontiguousarray(weight, np.float32).tobytes())
     return {"network": network, "seed": seed, "method": method, "scope": scope,
-            "weights_sha256": digest.hexdigest(), "n_score": N_SCORE, "levels": PAGE_LEVELS}
+            "weights_sha256": cache.checksum(_network(network, seed).get_weights()),
+            "n_score": N_SCORE, "levels": PAGE_LEVELS}
 
 
 def _levels_of_network(network: str, seed: int, method_keys: tuple[str, ...]) -> None:
@@ -269,12 +273,10 @@ def page_data(network_keys: Sequence[str] = tuple(NETWORKS),
                                 ("method_keys", method_keys, METHODS)):
         if isinstance(keys, str) or not keys or any(k not in allowed for k in keys):
             raise ValueError(f"{name} must be a non-empty sequence of {tuple(allowed)}, got {keys!r}")
-    version = cache.code_version(__name__)
-    missing = [(network, seed, tuple(method_keys)) for network in network_keys for seed in seeds(network)
-               if not all(cache.has("explorer_levels", _levels_key(network, method, scope, seed),
-                                    version=version, shipped=True)
-                          for method in method_keys for scope in SCOPES)]
-    cache.build_side_by_side(_levels_of_network, missing)  # one network per process, side by side
+    # One network per process, side by side: its saliencies serve every method and scope.
+    cache.fill(_levels_of_network, [(network, seed, tuple(method_keys)) for network in network_keys
+                                    for seed in seeds(network)],
+               lambda network, seed, methods: [_entry(network, m, s, seed) for m in methods for s in SCOPES])
     names = sizes = None
     accuracy, pruned, tables, table_index = {}, {}, [], {}
     for network in network_keys:
@@ -348,13 +350,10 @@ def clear() -> None:
 # --- internals -------------------------------------------------------------------------------
 
 def _check(network, method, scope, fraction, seed):
-    if not isinstance(network, str) or network not in NETWORKS:
-        raise ValueError(f"network must be one of {tuple(NETWORKS)}, got {network!r}")
-    if not isinstance(method, str) or method not in METHODS:
-        raise ValueError(f"method must be one of {tuple(METHODS)}, got {method!r}")
-    if not isinstance(scope, str) or scope not in SCOPES:
-        raise ValueError(f"scope must be one of {tuple(SCOPES)}, got {scope!r}")
-    fraction = pruning.check_fraction(fraction, "fraction")
+    network = checks.choice(network, "network", NETWORKS)
+    method = checks.choice(method, "method", METHODS)
+    scope = checks.choice(scope, "scope", SCOPES)
+    fraction = checks.fraction(fraction)
     seed = checks.seed(seed)
     if seed not in seeds(network):
         raise ValueError(f"seed must be one of {seeds(network)} for {network}, got {seed!r}")
@@ -389,12 +388,16 @@ def _test_data() -> tuple[np.ndarray, np.ndarray]:
 
 def _saliency(network: str, seed: int, method: str, scope: str) -> list[np.ndarray]:
     # Scores that do not depend on the scope are computed once for both.
-    key = (network, seed, method, scope if method in saliency.SCOPED_METHODS else "global")
+    key = (network, seed, method, scope if method == "asran_obd" else "global")
     if key not in _scores:
         x, y = _score_data()
         # One batch of all N_SCORE images: each diagonal method then traces its graph once.
-        _scores[key] = saliency.saliency(_network(network, seed), method, x, y, scope=key[3],
+        if method in as_ran.METHODS:
+            _scores[key] = as_ran.scores(_network(network, seed), method, x, y, scope=key[3],
                                          batch_size=N_SCORE)
+        else:
+            _scores[key] = saliency.saliency(_network(network, seed), method, x, y,
+                                             batch_size=N_SCORE)
     return _scores[key]
 
 

@@ -31,9 +31,8 @@ def downsample(x: np.ndarray, size: int = 7) -> np.ndarray:
     Each output pixel is the mean of a (28/size) x (28/size) block, so values
     stay in [0, 1]. ``size`` must divide 28 (1, 2, 4, 7, 14 or 28).
     """
-    if isinstance(size, bool) or not isinstance(size, (int, np.integer)):
-        raise TypeError(f"size must be an int dividing 28, got {size!r}")
-    if size < 1 or _SIDE % size != 0:
+    size = checks.integer(size, "size")
+    if _SIDE % size != 0:
         raise ValueError(f"size must divide 28 (1, 2, 4, 7, 14 or 28), got {size!r}")
     if not isinstance(x, np.ndarray):
         raise TypeError(f"x must be a numpy array of flattened 28x28 images, got {type(x).__name__}")
@@ -131,10 +130,7 @@ def tiny_hessian(config: TinyConfig | None = None, chunk: int = 500) -> np.ndarr
     parameters in ``trainable_weights`` order.
     """
     config = _check_config(config)
-    if isinstance(chunk, bool) or not isinstance(chunk, int):
-        raise TypeError(f"chunk must be a positive int, got {chunk!r}")
-    if chunk < 1:
-        raise ValueError(f"chunk must be a positive int, got {chunk!r}")
+    chunk = checks.integer(chunk, "chunk")
 
     def build() -> dict[str, np.ndarray]:
         model = train_tiny(config)

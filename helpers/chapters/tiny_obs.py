@@ -28,7 +28,7 @@ def obs_path(config: tiny.TinyConfig, fractions: Sequence[float], *, curvature: 
         raise TypeError(f"config must be a tiny.TinyConfig, got {type(config).__name__}")
     if curvature not in ("hessian", "gauss_newton"):
         raise ValueError(f"curvature must be 'hessian' or 'gauss_newton', got {curvature!r}")
-    fractions = tuple(pruning.check_fractions(fractions, "non-decreasing"))
+    fractions = tuple(checks.fractions(fractions, order="non-decreasing"))
     damping = checks.positive(damping, "damping")
     block_size = checks.integer(block_size, "block_size")
     key = {"tiny": config.to_dict(), "fractions": list(fractions), "curvature": curvature,

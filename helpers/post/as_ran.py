@@ -39,16 +39,11 @@ served under another.
 
 from __future__ import annotations
 
-import concurrent.futures
 import functools
-import hashlib
-import json
+import importlib
 import math
 import os
 import re
-import subprocess
-import sys
-import tempfile
 from collections.abc import Iterable, Sequence
 
 import keras
@@ -74,10 +69,9 @@ def n_pruned_tf0(fraction: float, n: int) -> int:
     truncates (``helpers.pruning`` rounds half up instead). Exact for
     fractions with up to six decimals.
     """
-    fraction = pruning.check_fraction(fraction)
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
-        raise ValueError(f"n must be a non-negative int, got {n!r}")
-    return int(round(fraction * 1_000_000)) * int(n) // 1_000_000
+    fraction = checks.fraction(fraction)
+    n = checks.integer(n, "n", 0)
+    return int(round(fraction * 1_000_000)) * n // 1_000_000
 
 
 def packed_positions(shapes: Sequence[tuple[int, ...]], packing: str = "weights_first") -> list[np.ndarray]:
@@ -114,7 +108,7 @@ def tf0_masks(scores: Sequence[np.ndarray], fraction: float, scope: str = "globa
     NaN equal to everything (the all-NaN case of the post's OBD batches).
     """
     scope = pruning.check_scope(scope)
-    fraction = pruning.check_fraction(fraction)
+    fraction = checks.fraction(fraction)
     packing = _check_packing(packing)
     scores = pruning.check_scores(scores, finite=False)
     if scope == "layer":
@@ -259,6 +253,31 @@ def gauss_newton_row_sums(model: keras.Model, x: np.ndarray, y: np.ndarray) -> l
     return [g.numpy() / np.float32(len(x)) for g in tape.gradient(out, weights)]
 
 
+# --- the rankings the scripts used, as one-shot scores ----------------------------------------
+
+#: The rankings the post's scripts used, as scores whose lowest values go first: ``"asran_magnitude"``
+#: is the weights themselves (the "magnitude" scripts pruned the most negative weights first),
+#: ``"asran_obd"`` the Hessian row sums ``H @ 1`` without ``u_k^2 / 2`` (the "OBD" scripts), over
+#: the whole Hessian (``scope="global"``, the all-layer scripts) or the variable's own block
+#: (``"layer"``, the layer-wise scripts).
+METHODS = ("asran_magnitude", "asran_obd")
+
+
+def scores(model: keras.Model, method: str, x: np.ndarray | None = None, y: np.ndarray | None = None,
+           *, scope: str = "global", batch_size: int = 2048) -> list[np.ndarray]:
+    """Per-parameter scores of one of ``METHODS``, aligned with ``model.trainable_weights``.
+
+    ``x`` and ``y`` are needed by ``"asran_obd"`` only; ``scope`` matters for it only.
+    """
+    method = checks.choice(method, "method", METHODS)
+    scope = pruning.check_scope(scope)
+    if method == "asran_magnitude":
+        return [w.copy() for w in network.dense_chain(model).weights()]
+    if x is None or y is None:
+        raise ValueError("x and y are required for method 'asran_obd' (it needs second derivatives)")
+    return hessian.hessian_row_sums(model, x, y, scope=scope, batch_size=batch_size)
+
+
 # --- sweeps ----------------------------------------------------------------------------------
 
 def _accuracy_with(model: keras.Model, masks: list[np.ndarray], x: np.ndarray, y: np.ndarray) -> float:
@@ -275,7 +294,7 @@ def index_order_sweep(model: keras.Model, fractions: Sequence[float], x_test: np
     ``"layer"`` the start of every tensor. One-shot, restarting from the
     model's weights at every fraction.
     """
-    fractions = pruning.check_fractions(fractions)
+    fractions = checks.fractions(fractions)
     weights = network.dense_chain(model).weights()
     tied = [np.zeros_like(w) for w in weights]
     return np.array([_accuracy_with(model, tf0_masks(tied, f, scope, packing), x_test, y_test)
@@ -289,7 +308,7 @@ def magnitude_as_ran(model: keras.Model, fractions: Sequence[float], x_test: np.
     They ranked a saved copy of the weights, so every level restarts from
     the trained network.
     """
-    fractions = pruning.check_fractions(fractions)
+    fractions = checks.fractions(fractions)
     weights = network.dense_chain(model).weights()
     return np.array([_accuracy_with(model, tf0_masks(weights, f, scope), x_test, y_test)
                      for f in fractions])
@@ -333,21 +352,17 @@ def obd_as_ran(model: keras.Model, fractions: Sequence[float], scope: str, x_poo
     """
     chain = network.dense_chain(model)
     scope = pruning.check_scope(scope)
-    fractions = pruning.check_fractions(fractions)
+    fractions = checks.fractions(fractions)
     x_pool, y_pool = network.check_xy(x_pool, y_pool, chain.input_width, chain.n_classes,
                                       "x_pool", "y_pool")
     x_test, y_test = network.check_xy(x_test, y_test, chain.input_width, chain.n_classes,
                                       "x_test", "y_test")
     batch_size = network.check_batch_size(batch_size)
-    if not isinstance(carry_over, bool):
-        raise TypeError(f"carry_over must be a bool, got {carry_over!r}")
-    if arithmetic not in ARITHMETICS:
-        raise ValueError(f"arithmetic must be one of {ARITHMETICS}, got {arithmetic!r}")
+    carry_over = checks.flag(carry_over, "carry_over")
+    arithmetic = checks.choice(arithmetic, "arithmetic", ARITHMETICS)
     packing = _check_packing(packing)
-    if not isinstance(trace, bool):
-        raise TypeError(f"trace must be a bool, got {trace!r}")
-    if not isinstance(batch_order, str) or batch_order not in BATCH_ORDERS:
-        raise ValueError(f"batch_order must be one of {BATCH_ORDERS}, got {batch_order!r}")
+    trace = checks.flag(trace, "trace")
+    batch_order = checks.choice(batch_order, "batch_order", BATCH_ORDERS)
     logit_shift = checks.real(logit_shift, "logit_shift")
     if accuracy_memo is not None and not isinstance(accuracy_memo, dict):
         raise TypeError(f"accuracy_memo must be a dict or None, got {type(accuracy_memo).__name__}")
@@ -362,10 +377,10 @@ def obd_as_ran(model: keras.Model, fractions: Sequence[float], scope: str, x_poo
         model.set_weights(shifted)
         return hessian.hessian_row_sums(model, xb, yb, scope=scope)
 
-    test_set = None if accuracy_memo is None else _fingerprint([x_test.ravel()[::101], y_test])
+    test_set = None if accuracy_memo is None else cache.checksum([x_test.ravel()[::101], y_test])
 
     def test_accuracy(pruned):
-        key = None if accuracy_memo is None else (test_set, _fingerprint(pruned))
+        key = None if accuracy_memo is None else (test_set, cache.checksum(pruned))
         if key is not None and key in accuracy_memo:
             return accuracy_memo[key]
         model.set_weights(pruned)
@@ -435,14 +450,11 @@ def as_ran_details(run: str, fractions: Sequence[float], seeds: Sequence[int] = 
                    packing: str = "weights_first",
                    init: tuple[float, float] = networks.HELPER_0_1) -> tuple[np.ndarray, np.ndarray]:
     """``as_ran_sweep`` plus, per seed and fraction, whether the step's scores were all tied (NaN)."""
-    if not isinstance(run, str) or run not in published.RUNS:
-        raise ValueError(f"run must be one of {tuple(published.RUNS)}, got {run!r}")
-    fractions = pruning.check_fractions(fractions)
+    run = checks.choice(run, "run", published.RUNS)
+    fractions = checks.fractions(fractions)
     configs = networks.post_configs(networks.RUN_VARIANTS[run], seeds, init=init)
-    if not isinstance(carry_over, bool):
-        raise TypeError(f"carry_over must be a bool, got {carry_over!r}")
-    if arithmetic not in ARITHMETICS:
-        raise ValueError(f"arithmetic must be one of {ARITHMETICS}, got {arithmetic!r}")
+    carry_over = checks.flag(carry_over, "carry_over")
+    arithmetic = checks.choice(arithmetic, "arithmetic", ARITHMETICS)
     packing = _check_packing(packing)
     spec = published.RUNS[run]
     rows, flags = [], []
@@ -522,7 +534,7 @@ def replay_post_run(run: str, *, model: keras.Model | None = None,
     if model is not None:
         network.dense_chain(model)
     levels = script_runs(run)
-    extra = pruning.check_fractions(extra_fractions, "increasing", at_least=0, name="extra_fractions")
+    extra = checks.fractions(extra_fractions, "extra_fractions", order="increasing", at_least=0)
     if extra and extra[0] <= levels[-1][-1]:
         raise ValueError(f"extra_fractions must lie above the script's last level {levels[-1][-1]}, "
                          f"got {extra}")
@@ -562,8 +574,7 @@ def replay_on_checkpoint(run: str, checkpoint: str) -> dict[str, np.ndarray]:
     and keyed by them (``kernel_setting``), as the as-ran sweeps are.
     """
     run = published.check_run(run)
-    if not isinstance(checkpoint, str) or checkpoint not in checkpoints.CHECKPOINTS:
-        raise ValueError(f"checkpoint must be one of {tuple(checkpoints.CHECKPOINTS)}, got {checkpoint!r}")
+    checkpoint = checkpoints.check_checkpoint(checkpoint)
     key = {"run": run, "checkpoint": checkpoint, "kernels": kernel_setting()}
 
     def build() -> dict[str, np.ndarray]:
@@ -589,16 +600,10 @@ def replay_band(run: str, variation: str, n_replays: int = 50) -> np.ndarray:
     and its instruction-set limit (``kernel_setting``). Cached on disk.
     """
     run = published.check_run(run)
-    if not isinstance(variation, str) or variation not in VARIATIONS:
-        raise ValueError(f"variation must be one of {VARIATIONS}, got {variation!r}")
+    variation = checks.choice(variation, "variation", VARIATIONS)
     n_replays = checks.integer(n_replays, "n_replays")
-    arguments = {"run": run, "variation": variation, "n_replays": n_replays}
-    key = arguments | {"kernels": kernel_setting(onednn=True)}
-
-    def build() -> dict[str, np.ndarray]:
-        return with_kernels(True, "band_replays", arguments)
-
-    return cache.fetch("post_replay_band", key, build, version=cache.code_version(__name__))["accuracy"]
+    arguments = (("n_replays", n_replays), ("run", run), ("variation", variation))
+    return in_back_ends("post_replay_band", __name__, "band_replays", [(arguments, True)])[0]["accuracy"]
 
 
 def band_replays(run: str, variation: str, n_replays: int) -> dict[str, np.ndarray]:
@@ -623,14 +628,8 @@ def replay_with_kernels(run: str, onednn: bool = True) -> dict[str, np.ndarray]:
     ``kernel_setting(onednn)``.
     """
     run = published.check_run(run)
-    if not isinstance(onednn, bool):
-        raise TypeError(f"onednn must be a bool, got {onednn!r}")
-    key = {"run": run, "onednn": onednn, "kernels": kernel_setting(onednn)}
-
-    def build() -> dict[str, np.ndarray]:
-        return with_kernels(onednn, "replay_post_run", {"run": run})
-
-    return cache.fetch("post_replay_kernels", key, build, version=cache.code_version(__name__))
+    onednn = checks.flag(onednn, "onednn")
+    return in_back_ends("post_replay_kernels", __name__, "replay_post_run", [((("run", run),), onednn)])[0]
 
 
 def replays_with_kernels(runs: Iterable[str] = tuple(published.RUNS)) -> dict[bool, dict[str, dict]]:
@@ -644,9 +643,9 @@ def replays_with_kernels(runs: Iterable[str] = tuple(published.RUNS)) -> dict[bo
     runs = [published.check_run(run) for run in runs]
     if not runs:
         raise ValueError("runs is empty")
-    jobs = [(run, onednn) for onednn in (True, False) for run in runs]
-    done = _side_by_side(lambda job: replay_with_kernels(*job), jobs)
-    return {onednn: {run: done[run, onednn] for run in runs} for onednn in (True, False)}
+    jobs = [((("run", run),), onednn) for onednn in (True, False) for run in runs]
+    done = iter(in_back_ends("post_replay_kernels", __name__, "replay_post_run", jobs))
+    return {onednn: {run: next(done) for run in runs} for onednn in (True, False)}
 
 
 def replay_bands(variations: dict[str, str], n_replays: int = 50) -> dict[str, np.ndarray]:
@@ -655,52 +654,53 @@ def replay_bands(variations: dict[str, str], n_replays: int = 50) -> dict[str, n
         raise TypeError(f"variations must be a non-empty dict of run: variation, got {variations!r}")
     for run, variation in variations.items():
         published.check_run(run)
-        if not isinstance(variation, str) or variation not in VARIATIONS:
-            raise ValueError(f"variations[{run!r}] must be one of {VARIATIONS}, got {variation!r}")
-    checks.integer(n_replays, "n_replays")
-    return _side_by_side(lambda item: replay_band(*item, n_replays), list(variations.items()),
-                         key=lambda item: item[0])
+        checks.choice(variation, f"variations[{run!r}]", VARIATIONS)
+    n_replays = checks.integer(n_replays, "n_replays")
+    jobs = [((("n_replays", n_replays), ("run", run), ("variation", variation)), True)
+            for run, variation in variations.items()]
+    done = in_back_ends("post_replay_band", __name__, "band_replays", jobs)
+    return {run: arrays["accuracy"] for run, arrays in zip(variations, done)}
 
 
-def _side_by_side(work, jobs: list, key=lambda job: job) -> dict:
-    """``{key(job): work(job)}``, at most one job per CPU core at a time.
+def in_back_ends(kind: str, module: str, function: str,
+                 jobs: Sequence[tuple[tuple[tuple[str, object], ...], bool]]) -> list[dict[str, np.ndarray]]:
+    """``function(**arguments)`` of ``module`` for each job ``(arguments, onednn)``, computed with
+    TensorFlow's oneDNN kernels on or off and cached under ``kind``, keyed by the arguments and
+    ``kernel_setting(onednn)`` (appendix "Forensics of the replay" runs its own computations so).
 
-    Threads suffice: each job waits on its own child process (or reads the cache).
+    ``arguments`` is a tuple of ``(name, value)`` pairs with JSON-able values. TensorFlow reads
+    the switch once at start-up, so each result the cache lacks is computed in a fresh process
+    (``cache.fill``), side by side, which inherits the caller's instruction-set limit
+    (``ONEDNN_MAX_CPU_ISA``) and has its own switch (``kernels_environment``).
     """
-    with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        results = list(pool.map(work, jobs))
-    return {key(job): result for job, result in zip(jobs, results)}
+    full = [(kind, module, function, arguments, checks.flag(onednn, "onednn")) for arguments, onednn in jobs]
+    cache.fill(in_back_end, full, lambda *job: [_back_end_entry(*job)],
+               environment=lambda *job: kernels_environment(job[-1]))
+    return [in_back_end(*job) for job in full]
 
 
-_CHILD = """
-import importlib, json, sys
-import numpy as np
-import helpers
-result = getattr(importlib.import_module(sys.argv[1]), sys.argv[2])(**json.loads(sys.argv[3]))
-np.savez(sys.argv[4], **result)
-"""
+def in_back_end(kind: str, module: str, function: str, arguments: tuple[tuple[str, object], ...],
+                onednn: bool) -> dict[str, np.ndarray]:
+    """One job of ``in_back_ends`` (its worker), read from the cache or computed in this process,
+    which must then have oneDNN on (``onednn=True``) or off."""
+    def build() -> dict[str, np.ndarray]:
+        if _onednn_enabled() != onednn:
+            raise RuntimeError(f"{module}.{function}{dict(arguments)} must be computed with oneDNN "
+                               f"{'on' if onednn else 'off'}: use in_back_ends")
+        return getattr(importlib.import_module(module), function)(**dict(arguments))
+
+    return _back_end_entry(kind, module, function, arguments, onednn).fetch(build)
 
 
-def with_kernels(onednn: bool, function: str, kwargs: dict, module: str = __name__) -> dict[str, np.ndarray]:
-    """``function(**kwargs)`` of ``module`` (this one by default), run in a fresh process with
-    oneDNN on or off; ``function`` returns a dict of arrays (appendix "Forensics of the replay"
-    runs its own computations this way)."""
-    env = _child_environment(onednn)
-    with tempfile.TemporaryDirectory() as folder:
-        out = os.path.join(folder, "result.npz")
-        done = subprocess.run([sys.executable, "-c", _CHILD, module, function, json.dumps(kwargs), out],
-                              env=env, capture_output=True, text=True)
-        if done.returncode != 0:
-            raise RuntimeError(f"{module}.{function}({kwargs}) failed in its own process:\n"
-                               f"{done.stderr[-2000:]}")
-        with np.load(out) as arrays:
-            return {name: arrays[name] for name in arrays.files}
+def _back_end_entry(kind: str, module: str, function: str, arguments: tuple[tuple[str, object], ...],
+                    onednn: bool) -> cache.Entry:
+    key = {"function": function, "arguments": dict(arguments), "kernels": kernel_setting(onednn)}
+    return cache.Entry(kind, key, cache.code_version(module))
 
 
-def _child_environment(onednn: bool) -> dict[str, str]:
-    """The environment of a child process with oneDNN on or off: the caller's, so the
-    instruction-set limit (``ONEDNN_MAX_CPU_ISA``) carries over, with ``TF_ENABLE_ONEDNN_OPTS`` set."""
-    return dict(os.environ, TF_ENABLE_ONEDNN_OPTS="1" if onednn else "0")
+def kernels_environment(onednn: bool) -> dict[str, str]:
+    """The environment variable a process starts with to have TensorFlow's oneDNN kernels on or off."""
+    return {"TF_ENABLE_ONEDNN_OPTS": "1" if onednn else "0"}
 
 
 # --- the kernels a result depends on ------------------------------------------------------
@@ -845,17 +845,6 @@ def replay_expectation(run: str) -> dict[str, np.ndarray]:
 
 # --- argument checks -------------------------------------------------------------------------
 
-def _fingerprint(arrays: Sequence[np.ndarray]) -> str:
-    """sha256 over the shapes, dtypes and bytes of ``arrays``."""
-    digest = hashlib.sha256()
-    for a in arrays:
-        a = np.ascontiguousarray(a)
-        digest.update(f"{a.shape}{a.dtype}".encode())
-        digest.update(a.tobytes())
-    return digest.hexdigest()
-
-
 def _check_packing(packing: object) -> str:
-    if not isinstance(packing, str) or packing not in PACKINGS:
-        raise ValueError(f"packing must be one of {PACKINGS}, got {packing!r}")
+    packing = checks.choice(packing, "packing", PACKINGS)
     return packing

@@ -26,7 +26,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from helpers import models
+from helpers import checks, models
 from helpers.post import networks, published
 
 __all__ = ["CHECKPOINTS", "PostCheckpoint", "checkpoint_path", "load_post_network",
@@ -113,12 +113,13 @@ def load_post_network(run: str) -> keras.Sequential:
     return model
 
 
+def check_checkpoint(checkpoint: object, name: str = "checkpoint") -> str:
+    """``checkpoint`` if it names one of the post's five networks (``CHECKPOINTS``), else ValueError."""
+    return checks.choice(checkpoint, name, CHECKPOINTS)
+
+
 def _check_run(run: object) -> _File:
-    if not isinstance(run, str):
-        raise TypeError(f"run must be a str, one of {tuple(CHECKPOINTS)}, got {run!r}")
-    if run not in CHECKPOINTS:
-        raise ValueError(f"run must be one of {tuple(CHECKPOINTS)}, got {run!r}")
-    return CHECKPOINTS[run]
+    return CHECKPOINTS[check_checkpoint(run, "run")]
 
 
 def _shapes() -> list[tuple[tuple[int, int], tuple[int]]]:

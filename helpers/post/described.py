@@ -26,7 +26,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from helpers import cache, data, pruning, saliency, training
+from helpers import cache, checks, data, pruning, saliency, training
 from helpers.post import checkpoints, networks, published
 from helpers.post.networks import RUN_VARIANTS  # also read as described.RUN_VARIANTS by chapters 6 and 8
 
@@ -76,11 +76,7 @@ def described_sweep(run: str, fractions: Sequence[float],
         acc = described_sweep("obd_all_layers_prune", [0.1, 0.2, 0.3])
     """
     run = published.check_run(run)
-    if isinstance(fractions, (str, bytes)) or not isinstance(fractions, (Sequence, np.ndarray)):
-        raise TypeError(f"fractions must be a sequence of floats, got {fractions!r}")
-    if len(fractions) == 0:
-        raise ValueError("fractions is empty")
-    fractions = [pruning.check_fraction(f, "fractions") for f in fractions]
+    fractions = checks.fractions(fractions)
     variant = RUN_VARIANTS[run] if variant is None else variant
     configs = networks.post_configs(variant, seeds, init=init)
     scope = published.RUNS[run].scope
@@ -107,7 +103,7 @@ def checkpoint_scores(checkpoint: str, method: str) -> list[np.ndarray]:
     does for the book's networks; cached on disk (chapters "All layers against layer-wise",
     "Dropout and the diagonal" and "Dropout under heavy pruning" all prune the post's networks).
     """
-    checkpoint, method = _check_checkpoint(checkpoint), _check_method(method)
+    checkpoint, method = checkpoints.check_checkpoint(checkpoint), _check_method(method)
     if method == "magnitude":
         return saliency.saliency(checkpoints.load_post_network(checkpoint), "magnitude")
 
@@ -124,9 +120,9 @@ def checkpoint_scores(checkpoint: str, method: str) -> list[np.ndarray]:
 def checkpoint_sweep(checkpoint: str, method: str, scope: str, fractions: Sequence[float]) -> np.ndarray:
     """Test accuracy of the post's network ``checkpoint`` pruned one-shot by a described saliency
     (:func:`checkpoint_scores`) at each of ``fractions``, in ``scope``; cached on disk."""
-    checkpoint, method = _check_checkpoint(checkpoint), _check_method(method)
+    checkpoint, method = checkpoints.check_checkpoint(checkpoint), _check_method(method)
     scope = pruning.check_scope(scope)
-    fractions = pruning.check_fractions(fractions)
+    fractions = checks.fractions(fractions)
 
     def build() -> dict[str, np.ndarray]:
         _, (x_test, y_test) = data.load_mnist()
@@ -138,13 +134,5 @@ def checkpoint_sweep(checkpoint: str, method: str, scope: str, fractions: Sequen
     return cache.fetch("described_checkpoint_sweep", key, build, version=cache.code_version(__name__))["accuracy"]
 
 
-def _check_checkpoint(checkpoint: object) -> str:
-    if not isinstance(checkpoint, str) or checkpoint not in checkpoints.CHECKPOINTS:
-        raise ValueError(f"checkpoint must be one of {tuple(checkpoints.CHECKPOINTS)}, got {checkpoint!r}")
-    return checkpoint
-
-
 def _check_method(method: object) -> str:
-    if method not in ("magnitude", "obd"):
-        raise ValueError(f"method must be 'magnitude' or 'obd', got {method!r}")
-    return method
+    return checks.choice(method, "method", ("magnitude", "obd"))

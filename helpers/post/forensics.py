@@ -14,18 +14,16 @@ Three tests of what chapter "What the post's code computed" leaves open, each ca
   0.x's reader scaled them (a float32 multiply by the rounded reciprocal of 255).
 
 Every computation runs in a fresh process with TensorFlow's oneDNN kernels on or off
-(``as_ran._child_environment``), so a result does not depend on the caller's kernels,
-and every cache key holds ``as_ran.kernel_setting`` of both back ends.
+(``as_ran.in_back_ends``), so a result does not depend on the caller's kernels, and is
+cached per back end, keyed by its ``as_ran.kernel_setting``.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
-
 import numpy as np
 import tensorflow as tf
 
-from helpers import cache, data, metrics, network
+from helpers import checks, data, metrics, network
 from helpers.post import as_ran, checkpoints, published
 
 #: Batches of 64 in the 55,000-image split: 859 whole ones (the last 24 images make no batch).
@@ -88,14 +86,7 @@ def scaled_2016_here() -> dict[str, np.ndarray]:
 
 def scaled_2016_replays() -> dict[bool, dict[str, np.ndarray]]:
     """``out[onednn][run]``: the replay on 2016-scaled pixels with each back end, cached."""
-    key = {"runs": list(published.RUNS), "kernels": [as_ran.kernel_setting(True), as_ran.kernel_setting(False)]}
-
-    def build() -> dict[str, np.ndarray]:
-        both = _both_back_ends("scaled_2016_here")
-        return {f"{int(onednn)}:{run}": acc for onednn in (True, False) for run, acc in both[onednn].items()}
-
-    arrays = cache.fetch("forensics_scaled_2016", key, build, version=cache.code_version(__name__))
-    return {onednn: {run: arrays[f"{int(onednn)}:{run}"] for run in published.RUNS} for onednn in (True, False)}
+    return _both_back_ends("scaled_2016_here")
 
 
 # --- layer-wise OBD with an offset ---------------------------------------------------------
@@ -146,22 +137,14 @@ def offset_scan() -> dict[str, np.ndarray]:
     their replay continued to 19 percent; ``"shuffled_accuracy"``, ``"shuffled_tied"`` (shape ``(50, 4)``,
     oneDNN): the first four steps of the shuffled replays of ``as_ran.replay_band``.
     """
-    key = {"offsets": [SCAN_OFFSETS[0], SCAN_OFFSETS[-1]], "fractions": list(SCAN_FRACTIONS),
-           "n_shuffled": N_SHUFFLED, "kernels": [as_ran.kernel_setting(True), as_ran.kernel_setting(False)]}
-
-    def build() -> dict[str, np.ndarray]:
-        out = {"offset": np.array(SCAN_OFFSETS)}
-        both = _both_back_ends("offset_scan_here")
-        for onednn, name in ((True, "onednn"), (False, "plain")):
-            part = both[onednn]
-            for field in ("accuracy", "tied", "hit_offset", "hit_accuracy"):
-                out[f"{field}_{name}"] = part[field]
-            if onednn:
-                out["shuffled_accuracy"] = part["shuffled_accuracy"]
-                out["shuffled_tied"] = part["shuffled_tied"]
-        return out
-
-    return cache.fetch("forensics_offset_scan", key, build, version=cache.code_version(__name__))
+    out = {"offset": np.array(SCAN_OFFSETS)}
+    both = _both_back_ends("offset_scan_here")
+    for onednn, name in ((True, "onednn"), (False, "plain")):
+        for field in ("accuracy", "tied", "hit_offset", "hit_accuracy"):
+            out[f"{field}_{name}"] = both[onednn][field]
+    out["shuffled_accuracy"] = both[True]["shuffled_accuracy"]
+    out["shuffled_tied"] = both[True]["shuffled_tied"]
+    return out
 
 
 # --- the dropout run's cut, in float32 and float64 -------------------------------------------
@@ -240,17 +223,8 @@ def dropout_cut() -> dict[str, dict[str, np.ndarray]]:
     the restore carried on (``"carried"``), which tell where two back ends
     part. Each back end follows its own chain of steps.
     """
-    key = {"fractions": list(as_ran.FIGURE1_FRACTIONS), "tiny_share": TINY_SHARE,
-           "kernels": [as_ran.kernel_setting(True), as_ran.kernel_setting(False)]}
-
-    def build() -> dict[str, np.ndarray]:
-        both = _both_back_ends("dropout_cut_here")
-        return {f"{name}:{field}": values for onednn, name in ((True, "onednn"), (False, "plain"))
-                for field, values in both[onednn].items()}
-
-    arrays = cache.fetch("forensics_dropout_cut", key, build, version=cache.code_version(__name__))
-    return {name: {k.split(":", 1)[1]: v for k, v in arrays.items() if k.startswith(name + ":")}
-            for name in ("onednn", "plain")}
+    both = _both_back_ends("dropout_cut_here")
+    return {"onednn": both[True], "plain": both[False]}
 
 
 # --- child processes -------------------------------------------------------------------------
@@ -258,20 +232,12 @@ def dropout_cut() -> dict[str, dict[str, np.ndarray]]:
 _FUNCTIONS = ("offset_scan_here", "dropout_cut_here", "scaled_2016_here")
 
 
-def _in_child(onednn: bool, function: str) -> dict[str, np.ndarray]:
-    """``function()`` of this module in a fresh process with oneDNN on or off."""
-    if not isinstance(onednn, bool):
-        raise TypeError(f"onednn must be a bool, got {onednn!r}")
-    if function not in _FUNCTIONS:
-        raise ValueError(f"function must be one of {_FUNCTIONS}, got {function!r}")
-    return as_ran.with_kernels(onednn, function, {}, module=__name__)
-
-
 def _both_back_ends(function: str) -> dict[bool, dict[str, np.ndarray]]:
-    """``{onednn: _in_child(onednn, function)}`` for oneDNN on and off, the two processes side by side."""
-    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
-        futures = {onednn: pool.submit(_in_child, onednn, function) for onednn in (True, False)}
-        return {onednn: future.result() for onednn, future in futures.items()}
+    """``{onednn: function()}`` of this module with oneDNN on and off, cached per back end; the
+    two are computed in processes of their own, side by side (``as_ran.in_back_ends``)."""
+    function = checks.choice(function, "function", _FUNCTIONS)
+    both = as_ran.in_back_ends(f"forensics_{function}", __name__, function, [((), True), ((), False)])
+    return dict(zip((True, False), both))
 
 
 def in_band(values: np.ndarray, band: np.ndarray, percentiles=(2.5, 97.5)) -> np.ndarray:

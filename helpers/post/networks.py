@@ -87,8 +87,7 @@ def _config(variant: str, seed: int, init: tuple[float, float]) -> training.Trai
 
 def check_variant(variant: object) -> str:
     """``variant`` if it is a key of ``VARIANTS``, else ValueError."""
-    if not isinstance(variant, str) or variant not in VARIANTS:
-        raise ValueError(f"variant must be one of {tuple(VARIANTS)}, got {variant!r}")
+    variant = checks.choice(variant, "variant", VARIANTS)
     return variant
 
 
@@ -124,11 +123,11 @@ def sweep_over_seeds(trained: Sequence[training.TrainedModel], method: str, scop
                      y_test: np.ndarray) -> np.ndarray:
     """Accuracy after one-shot pruning, shape ``(len(trained), len(fractions))``.
 
-    Scores come from ``saliency.saliency(model, method, x_score, y_score)``;
-    for ``"asran_obd"`` the row-sum block follows ``scope``.
+    Scores come from ``saliency.saliency(model, method, x_score, y_score)``; ``scope`` is the
+    pruning's.
     """
     rows = []
     for t in trained:
-        scores = saliency.saliency(t.model, method, x_score, y_score, scope=scope)
+        scores = saliency.saliency(t.model, method, x_score, y_score)
         rows.append(pruning.sweep(t.model, scores, fractions, x_test, y_test, scope=scope))
     return np.array(rows)

@@ -126,7 +126,7 @@ def allocation_grid(model: keras.Model, scores: dict[str, Sequence[np.ndarray]],
     """
     chain = network.dense_chain(model)
     x, y = network.check_xy(x, y, chain.input_width, chain.n_classes)
-    fractions = pruning.check_fractions(fractions)
+    fractions = checks.fractions(fractions)
     if not isinstance(scores, dict) or set(scores) != set(INSIDE_RANKINGS):
         raise ValueError(f"scores must be a dict with the keys {INSIDE_RANKINGS}")
     weights = chain.weights()
@@ -201,8 +201,7 @@ def ranking_scores(weights: Sequence[np.ndarray], ranking: str,
     rankings ignore ``rng``.
     """
     weights = pruning.check_scores(weights, name="weights")
-    if not isinstance(ranking, str) or ranking not in RANKINGS:
-        raise ValueError(f"ranking must be one of {RANKINGS}, got {ranking!r}")
+    ranking = checks.choice(ranking, "ranking", RANKINGS)
     if ranking == "random":
         if not isinstance(rng, np.random.Generator):
             raise TypeError(f"rng must be a numpy Generator for the random ranking, got {rng!r}")
@@ -368,7 +367,7 @@ def deletion_sets(rankings: dict[str, Sequence[Sequence[np.ndarray]]], fractions
     """
     if not isinstance(rankings, dict) or not rankings:
         raise TypeError("rankings must be a non-empty dict: kind -> list of score lists")
-    fractions = pruning.check_fractions(fractions)
+    fractions = checks.fractions(fractions)
     out = {}
     for kind, draws in rankings.items():
         if isinstance(draws, (str, bytes, np.ndarray)) or not isinstance(draws, Sequence) or not draws:
@@ -583,14 +582,10 @@ def crossing(fractions: Sequence[float], acc_a: np.ndarray, acc_b: np.ndarray,
     ``margin`` (>= 0): how far above counts as above, e.g. 0.02 so that two
     curves both at chance level, differing by noise, do not cross.
     """
-    f = np.array(pruning.check_fractions(fractions, "increasing", at_least=2))
+    f = np.array(checks.fractions(fractions, order="increasing", at_least=2))
     a = _check_curves(acc_a, len(f), "acc_a")
     b = _check_curves(acc_b, len(f), "acc_b")
-    if isinstance(margin, bool) or not isinstance(margin, (int, float, np.floating, np.integer)):
-        raise TypeError(f"margin must be a float >= 0, got {margin!r}")
-    if not 0.0 <= float(margin) < 1.0:
-        raise ValueError(f"margin must be in [0, 1), got {margin!r}")
-    margin = float(margin)
+    margin = checks.rate(margin, "margin")
     diff = a.mean(axis=0) - b.mean(axis=0)
     above_mean = diff > margin
     above_band = a.min(axis=0) > b.max(axis=0) + margin
@@ -671,10 +666,9 @@ def as_ran_obd_sweep(variant: str, fractions: Sequence[float], scope: str = "glo
     learning rate 1e-4). Where the post did run it (``_PUBLISHED_OBD_RUNS``)
     this simply returns ``as_ran_sweep`` of that run. Cached on disk.
     """
-    if not isinstance(variant, str) or variant not in networks.VARIANTS:
-        raise ValueError(f"variant must be one of {tuple(networks.VARIANTS)}, got {variant!r}")
+    variant = checks.choice(variant, "variant", networks.VARIANTS)
     scope = pruning.check_scope(scope)
-    fractions = pruning.check_fractions(fractions)
+    fractions = checks.fractions(fractions)
     seeds = checks.seeds(seeds)
     run = _PUBLISHED_OBD_RUNS.get((variant, scope))
     if run is not None:

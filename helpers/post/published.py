@@ -12,6 +12,8 @@ from importlib import resources
 
 import numpy as np
 
+from helpers import checks
+
 
 @dataclass(frozen=True)
 class Run:
@@ -35,8 +37,7 @@ RUNS: dict[str, Run] = {
 
 def check_run(run: object) -> str:
     """``run`` if it names one of the post's five runs, else ValueError."""
-    if not isinstance(run, str) or run not in RUNS:
-        raise ValueError(f"run must be one of {tuple(RUNS)}, got {run!r}")
+    run = checks.choice(run, "run", RUNS)
     return run
 
 
