@@ -208,3 +208,18 @@ def test_vectors_for_hvp_must_match_the_weights(setup):
         hessian.hessian_vector_product(model, x, y, [np.ones(2)])
     with pytest.raises(ValueError, match="vectors\\[0\\].*NaN"):
         hessian.hessian_vector_product(model, x, y, [np.full(w.shape, np.nan) for w in model.get_weights()])
+
+
+def test_a_scorer_checks_once_and_scores_other_weights_like_accuracy(setup):
+    model, x, y, before = setup
+    score = metrics.scorer(model, x, y)
+    halved = [w * np.float32(0.5) for w in before]
+    assert score(before) == metrics.accuracy(model, x, y)
+    model.set_weights(halved)
+    expected = metrics.accuracy(model, x, y)
+    model.set_weights(before)
+    assert score(halved) == expected and unchanged(model, before)
+    with pytest.raises(ValueError, match="weights must have the shapes"):
+        score(halved[:-1])
+    with pytest.raises(ValueError, match="x must"):
+        metrics.scorer(model, x[:, :2], y)

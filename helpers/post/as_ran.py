@@ -280,11 +280,6 @@ def scores(model: keras.Model, method: str, x: np.ndarray | None = None, y: np.n
 
 # --- sweeps ----------------------------------------------------------------------------------
 
-def _accuracy_with(model: keras.Model, masks: list[np.ndarray], x: np.ndarray, y: np.ndarray) -> float:
-    with pruning.pruned(model, masks):
-        return metrics.accuracy(model, x, y)
-
-
 def index_order_sweep(model: keras.Model, fractions: Sequence[float], x_test: np.ndarray,
                       y_test: np.ndarray, scope: str = "global",
                       packing: str = "weights_first") -> np.ndarray:
@@ -295,9 +290,11 @@ def index_order_sweep(model: keras.Model, fractions: Sequence[float], x_test: np
     model's weights at every fraction.
     """
     fractions = checks.fractions(fractions)
+    scope, packing = pruning.check_scope(scope), _check_packing(packing)
     weights = network.dense_chain(model).weights()
+    score = metrics.scorer(model, x_test, y_test)
     tied = [np.zeros_like(w) for w in weights]
-    return np.array([_accuracy_with(model, tf0_masks(tied, f, scope, packing), x_test, y_test)
+    return np.array([score([w * m for w, m in zip(weights, tf0_masks(tied, f, scope, packing))])
                      for f in fractions])
 
 
@@ -309,8 +306,10 @@ def magnitude_as_ran(model: keras.Model, fractions: Sequence[float], x_test: np.
     the trained network.
     """
     fractions = checks.fractions(fractions)
+    scope = pruning.check_scope(scope)
     weights = network.dense_chain(model).weights()
-    return np.array([_accuracy_with(model, tf0_masks(weights, f, scope), x_test, y_test)
+    score = metrics.scorer(model, x_test, y_test)
+    return np.array([score([w * m for w, m in zip(weights, tf0_masks(weights, f, scope))])
                      for f in fractions])
 
 
@@ -378,13 +377,13 @@ def obd_as_ran(model: keras.Model, fractions: Sequence[float], scope: str, x_poo
         return hessian.hessian_row_sums(model, xb, yb, scope=scope)
 
     test_set = None if accuracy_memo is None else cache.checksum([x_test.ravel()[::101], y_test])
+    score = metrics.scorer(model, x_test, y_test)
 
     def test_accuracy(pruned):
         key = None if accuracy_memo is None else (test_set, cache.checksum(pruned))
         if key is not None and key in accuracy_memo:
             return accuracy_memo[key]
-        model.set_weights(pruned)
-        value = metrics.accuracy(model, x_test, y_test)
+        value = score(pruned)
         if key is not None:
             accuracy_memo[key] = value
         return value
