@@ -7,8 +7,8 @@ chapter that introduces it:
 ``helpers``: the OBD library, reusable on any Keras MLP (and a small CNN).
   ``data`` (offline MNIST, the post's split), ``models``, ``training``,
   ``metrics``, ``cache`` (on-disk results; Appendix): "Training the two networks".
-  ``network`` (an MLP as a chain of Dense layers), ``hessian``: "Second
-  derivatives in practice". ``taylor``: "The Taylor expansion of the loss".
+  ``network`` (an MLP as a chain of Dense layers, or a small conv net, as the
+  helpers read them), ``hessian``: "Second derivatives in practice". ``taylor``: "The Taylor expansion of the loss".
   ``saliency``, ``pruning``, ``stats``: "Saliencies". ``retraining``: "Pruning
   with retraining". ``surgeon`` (Optimal Brain Surgeon): "Optimal Brain Surgeon".
   ``cnn``, ``conv_hessian``: "A convolutional network". ``checks`` (argument
