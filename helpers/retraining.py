@@ -11,7 +11,11 @@ so Adam's moment estimates for them stay zero, and the weights are multiplied
 by the mask after every step. The
 batch order comes from ``seed`` (``training.batch_indices``), dropout (if the
 model has any) from stateless random ops seeded by ``seed`` and the step, so
-the same call gives the same weights.
+the same call gives the same weights. The loop is compiled once per layout (the
+weights' shapes, dropout rates, loss, batch size, Adam's betas and epsilon, the
+training set's shape) and kept: a call writes its weights, masks, seed and a
+zeroed Adam state into the loop's variables, and copies its training set in
+only if it is not the read-only array already held.
 
 ``prune_and_retrain`` runs a whole schedule, one-shot (one round) or
 iterative (several rounds), on one of the book's trained networks, and caches
@@ -20,7 +24,10 @@ everything it measured with ``helpers.cache.fetch``.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
+import hashlib
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -59,6 +66,7 @@ def retrain(model: keras.Model, masks: Sequence[np.ndarray], x: np.ndarray, y: n
     chain = network.dense_chain(model)
     weights = chain.weights()
     masks = pruning.check_masks(masks, weights)
+    x_given, y_given = x, y
     x, y = network.check_xy(x, y, chain.input_width, chain.n_classes)
     steps = checks.integer(steps, "steps", 1)
     batch_size = checks.integer(batch_size, "batch_size", 1)
@@ -70,31 +78,20 @@ def retrain(model: keras.Model, masks: Sequence[np.ndarray], x: np.ndarray, y: n
     epsilon = checks.positive(epsilon, "epsilon")
     beta_1 = checks.rate(beta_1, "beta_1")
     beta_2 = checks.rate(beta_2, "beta_2")
-    if not isinstance(loss, str) or loss not in _LOSSES:
-        raise ValueError(f"loss must be one of {_LOSSES}, got {loss!r}")
+    loss = checks.choice(loss, "loss", _LOSSES)
     evaluations = _check_eval_sets(eval_sets, chain)
     rates = _dropout_rates(model, len(chain.layers))
 
     # --- work starts here: nothing above changed the model -------------------------------
     indices = training.batch_indices(len(x), batch_size, steps, "shuffle", seed)
-    variables = [keras.Variable(w * m) for w, m in zip(weights, masks)]
     # The betas are rounded to float32 first, so that 1 - beta is the float32 difference
     # training.py's loop uses (Keras would subtract the float64 value).
-    optimizer = keras.optimizers.Adam(learning_rate=learning_rate, beta_1=float(np.float32(beta_1)),
-                                      beta_2=float(np.float32(beta_2)), epsilon=epsilon)
-    optimizer.build(variables)
-    seed_t = tf.constant(seed, tf.int64)
-
-    def loss_fn(xb, yb):
-        step = tf.convert_to_tensor(optimizer.iterations)  # steps done before this one: seeds the dropout
-        logits = network.logits(xb, variables, chain.layout,
-                                hidden=_dropout(rates, seed_t, step, len(chain.layout)))
-        per_sample = tf.nn.sparse_softmax_cross_entropy_with_logits(yb, logits)
-        summed = tf.reduce_sum(per_sample) if loss == "sum" else tf.reduce_mean(per_sample)
-        return summed, tf.reduce_sum(per_sample)
-
-    run = training.chunk_runner(loss_fn, variables, optimizer, tf.constant(x), tf.constant(y),
-                                masks=[tf.constant(m) for m in masks])
+    key = _LoopKey(shapes=tuple(w.shape for w in weights), layout=chain.layout, rates=rates,
+                   loss=loss, batch_size=batch_size, beta_1=float(np.float32(beta_1)),
+                   beta_2=float(np.float32(beta_2)), epsilon=epsilon, data_shape=x.shape)
+    loop = _loop(key, x_given, y_given, x, y)
+    loop.start(weights, masks, learning_rate, seed, x_given, y_given, x, y)
+    run, variables = loop.run, loop.variables
     done, log = 0, {"step": [], "train_loss": []}
     for name in evaluations:
         log[f"{name}_accuracy"] = []
@@ -136,17 +133,15 @@ class Schedule:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if not isinstance(self.method, str) or self.method not in SCHEDULE_METHODS:
-            raise ValueError(f"method must be one of {SCHEDULE_METHODS}, got {self.method!r}")
-        values = pruning.check_fractions(self.sparsities, "increasing", name="sparsities")
+        checks.choice(self.method, "method", SCHEDULE_METHODS)
+        values = checks.fractions(self.sparsities, "sparsities", order="increasing")
         object.__setattr__(self, "sparsities", tuple(values))
         for name, low in (("steps_per_round", 1), ("batch_size", 1), ("n_score", 1),
                           ("log_every", 1), ("seed", 0)):
             checks.integer(getattr(self, name), name, low)
         pruning.check_scope(self.scope)
         checks.positive(self.learning_rate, "learning_rate")
-        if not isinstance(self.loss, str) or self.loss not in _LOSSES:
-            raise ValueError(f"loss must be one of {_LOSSES}, got {self.loss!r}")
+        checks.choice(self.loss, "loss", _LOSSES)
 
     @property
     def total_steps(self) -> int:
@@ -198,8 +193,7 @@ def prune_and_retrain(trained: training.TrainedModel, schedule: Schedule, *,
     if not use_cache:
         arrays = build()
     else:
-        arrays = cache.fetch("retrain", _key(trained.config, schedule), build,
-                             version=cache.code_version(__name__), shipped=True)
+        arrays = _entry(trained.config, schedule).fetch(build)
     return _unpack(trained, schedule, arrays)
 
 
@@ -209,9 +203,8 @@ def prune_and_retrain_all(trained: Sequence[training.TrainedModel],
     ``schedules[i]`` run on ``trained[j]`` (chapter "Pruning with retraining").
 
     The runs the cache lacks are computed first, side by side, one process per
-    CPU core (``cache.build_side_by_side``); each process reloads its network from
-    the cache by its configuration, so the results are the ones ``prune_and_retrain``
-    gives here.
+    CPU core (``cache.fill``); each process reloads its network from the cache by
+    its configuration, so the results are the ones ``prune_and_retrain`` gives here.
     """
     for name, items, kind in (("trained", trained, training.TrainedModel),
                               ("schedules", schedules, Schedule)):
@@ -222,15 +215,15 @@ def prune_and_retrain_all(trained: Sequence[training.TrainedModel],
                 raise TypeError(f"{name}[{i}] must be a {kind.__name__}, got {type(item).__name__}")
     for t in trained:
         network.dense_chain(t.model)
-    version = cache.code_version(__name__)
-    missing = [(t.config, s) for s in dict.fromkeys(schedules) for t in trained
-               if not cache.has("retrain", _key(t.config, s), version=version, shipped=True)]
-    cache.build_side_by_side(_prune_and_retrain_config, missing)
+    cache.fill(_prune_and_retrain_config, [(t.config, s) for s in schedules for t in trained],
+               lambda config, schedule: [_entry(config, schedule)])
     return [[prune_and_retrain(t, s) for t in trained] for s in schedules]
 
 
-def _key(config: training.TrainConfig, schedule: Schedule) -> dict:
-    return {"trained": config.to_dict(), "schedule": schedule.to_dict()}
+def _entry(config: training.TrainConfig, schedule: Schedule) -> cache.Entry:
+    """Where a schedule's run on the network ``config`` describes is cached (and shipped)."""
+    return cache.Entry("retrain", {"trained": config.to_dict(), "schedule": schedule.to_dict()},
+                       cache.code_version(__name__), shipped=True)
 
 
 def _prune_and_retrain_config(config: training.TrainConfig, schedule: Schedule) -> None:
@@ -298,7 +291,7 @@ def _scores(model: keras.Model, schedule: Schedule, round_: int, x: np.ndarray,
     if schedule.method == "random":
         rng = np.random.default_rng((schedule.seed, round_))
         return [rng.random(w.shape) for w in model.get_weights()]
-    return saliency.saliency(model, schedule.method, x, y, scope=schedule.scope)
+    return saliency.saliency(model, schedule.method, x, y)
 
 
 def _unpack(trained: training.TrainedModel, schedule: Schedule,
@@ -320,6 +313,145 @@ def _dropout(rates: tuple[float, ...], seed, step, n_layers: int):
             return a
         return tf.nn.experimental.stateless_dropout(a, rates[j], seed=tf.stack([seed, step * n_layers + j]))
     return apply
+
+
+#: How many compiled retraining loops (one per ``_LoopKey``) stay alive; the least recently
+#: used one is dropped first.
+_MAX_LOOPS = 4
+
+
+@dataclass(frozen=True)
+class _LoopKey:
+    """What the compiled retraining loop is traced for: calls that agree on it share one loop."""
+
+    shapes: tuple[tuple[int, ...], ...]
+    layout: tuple[bool, ...]
+    rates: tuple[float, ...]
+    loss: str
+    batch_size: int
+    beta_1: float
+    beta_2: float
+    epsilon: float
+    data_shape: tuple[int, ...]
+
+
+class _HeldArray:
+    """An array kept in a TensorFlow variable, copied in again only when another array comes."""
+
+    def __init__(self, given: object, value: np.ndarray) -> None:
+        self.variable = tf.Variable(value, trainable=False)
+        self._owner: weakref.ref | None = None
+        self._signature: tuple | None = None
+        self._remember(given)
+
+    def load(self, given: object, value: np.ndarray) -> None:
+        """Hold ``value``, the checked form of the argument ``given``; skip the copy when
+        ``given`` is the read-only array already held."""
+        mark = _frozen_mark(given)
+        if (mark is not None and self._owner is not None and self._owner() is mark[0]
+                and self._signature == mark[1]):
+            return
+        self.variable.assign(value)
+        self._remember(given)
+
+    def _remember(self, given: object) -> None:
+        mark = _frozen_mark(given)
+        self._owner, self._signature = (None, None) if mark is None else (weakref.ref(mark[0]), mark[1])
+
+
+class _TrainingSet:
+    """Training inputs and labels of one shape, as the variables the compiled loops gather from."""
+
+    def __init__(self, x_given: object, y_given: object, x: np.ndarray, y: np.ndarray) -> None:
+        self.x = _HeldArray(x_given, x)
+        self.y = _HeldArray(y_given, y)
+
+
+#: One ``_TrainingSet`` per data shape, shared by the loops alive that train on that shape.
+_TRAINING_SETS: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+
+
+class _Loop:
+    """The compiled masked-Adam loop of one ``_LoopKey`` and the state it runs on.
+
+    Weights, masks, the dropout seed and Adam's variables are variables the traced loop
+    reads; ``start`` overwrites all of them, so each run begins from its own arguments.
+    """
+
+    def __init__(self, key: _LoopKey, x_given: object, y_given: object, x: np.ndarray,
+                 y: np.ndarray) -> None:
+        data = _TRAINING_SETS.get(key.data_shape)
+        if data is None:  # the first training set of this shape: held from the start
+            data = _TrainingSet(x_given, y_given, x, y)
+            _TRAINING_SETS[key.data_shape] = data
+        self.data = data
+        self.variables = [keras.Variable(np.zeros(shape, np.float32)) for shape in key.shapes]
+        self.masks = [tf.Variable(tf.ones(shape, tf.float32), trainable=False) for shape in key.shapes]
+        self.seed = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.optimizer = keras.optimizers.Adam(beta_1=key.beta_1, beta_2=key.beta_2,
+                                               epsilon=key.epsilon)
+        self.optimizer.build(self.variables)
+        variables, optimizer, seed, n_layers = self.variables, self.optimizer, self.seed, len(key.layout)
+
+        def loss_fn(xb, yb):
+            # Steps done before this one (Adam's counter, 0 at the start of a call): seeds the dropout.
+            step = tf.convert_to_tensor(optimizer.iterations)
+            logits = network.logits(xb, variables, key.layout,
+                                    hidden=_dropout(key.rates, tf.convert_to_tensor(seed), step, n_layers))
+            per_sample = tf.nn.sparse_softmax_cross_entropy_with_logits(yb, logits)
+            summed = tf.reduce_sum(per_sample) if key.loss == "sum" else tf.reduce_mean(per_sample)
+            return summed, tf.reduce_sum(per_sample)
+
+        self.run = training.chunk_runner(loss_fn, variables, optimizer, data.x.variable,
+                                         data.y.variable, masks=self.masks)
+
+    def start(self, weights: Sequence[np.ndarray], masks: Sequence[np.ndarray], learning_rate: float,
+              seed: int, x_given: object, y_given: object, x: np.ndarray, y: np.ndarray) -> None:
+        """Load one run: masked weights, masks, seed, training set, and Adam at step 0 with zero moments."""
+        for variable, mask, w, m in zip(self.variables, self.masks, weights, masks):
+            variable.assign(w * m)
+            mask.assign(m)
+        self.seed.assign(seed)
+        for variable in self.optimizer.variables:
+            variable.assign(np.zeros(variable.shape, variable.dtype))
+        self.optimizer.learning_rate = learning_rate
+        self.data.x.load(x_given, x)
+        self.data.y.load(y_given, y)
+
+
+_LOOPS: collections.OrderedDict[_LoopKey, _Loop] = collections.OrderedDict()
+
+
+def _loop(key: _LoopKey, x_given: object, y_given: object, x: np.ndarray, y: np.ndarray) -> _Loop:
+    """The loop of ``key``, built on first use (on the training set ``x``, ``y`` if none of its
+    shape is held yet); at most ``_MAX_LOOPS`` are kept."""
+    loop = _LOOPS.pop(key, None)
+    if loop is None:
+        loop = _Loop(key, x_given, y_given, x, y)
+        while len(_LOOPS) >= _MAX_LOOPS:
+            _LOOPS.popitem(last=False)
+    _LOOPS[key] = loop
+    return loop
+
+
+def _frozen_mark(given: object) -> tuple[np.ndarray, tuple] | None:
+    """``(owner, signature)`` for a read-only array whose memory's owner is read-only too, else None.
+
+    ``owner`` is the array that owns the memory ``given`` views; ``signature`` is where and how
+    it views it, and a digest of about 64 of its rows (a cheap check against an owner made
+    writeable again and changed). Other arrays give None: they are copied at every call.
+    """
+    if not isinstance(given, np.ndarray) or given.flags.writeable or given.size == 0:
+        return None
+    owner = given
+    while isinstance(owner.base, np.ndarray):
+        owner = owner.base
+    if owner.base is not None or owner.flags.writeable:
+        return None
+    sample = np.ascontiguousarray(given[::max(1, len(given) // 64)])
+    signature = (given.__array_interface__["data"][0], given.shape, given.strides, given.dtype.str,
+                 hashlib.sha256(sample.tobytes()).hexdigest())
+    return owner, signature
 
 
 @tf.function(reduce_retracing=True)

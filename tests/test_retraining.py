@@ -271,3 +271,101 @@ def test_random_schedule_is_a_seeded_nested_baseline(isolated_cache):
         "magnitude", (0.0,), steps_per_round=40, log_every=20), use_cache=False)
     assert dense.sparsity[0] == 0 and all(np.all(k == 1) for k in dense.masks)
     assert list(dense.log["step"]) == [20, 40]
+
+
+# --- one compiled loop per layout, reused across calls --------------------------------------
+
+@pytest.fixture
+def no_loops():
+    """Start without compiled retraining loops, as a fresh process does."""
+    retraining._LOOPS.clear()
+    yield
+    retraining._LOOPS.clear()
+
+
+def _bitwise(a, b):
+    return len(a) == len(b) and all(u.dtype == v.dtype and u.tobytes() == v.tobytes()
+                                    for u, v in zip(a, b))
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.3])
+def test_calls_in_a_row_equal_fresh_calls(dropout, no_loops):
+    """A loop reused by another call starts that call from its own weights, masks, seed and a fresh
+    Adam: each call gives bit for bit what it gives in a process that runs nothing else."""
+    x, y = _teacher_data()
+    x.flags.writeable = False  # held across calls, as the book's data are
+    settings = [dict(seed=1, learning_rate=1e-2), dict(seed=2, learning_rate=3e-3)]
+
+    def run(i):
+        model = _model(seed=i + 1, dropout=dropout)
+        # 70 steps logged every 30: two chunk lengths, so the loop holds two traces.
+        history = retraining.retrain(model, _random_masks(model, seed=i), x, y, steps=70,
+                                     batch_size=16, log_every=30, **settings[i])
+        return model.get_weights(), [history[k] for k in sorted(history)]
+
+    fresh = []
+    for i in range(2):
+        retraining._LOOPS.clear()
+        fresh.append(run(i))
+    in_a_row = [run(0), run(1), run(0), run(0)]
+    assert len(retraining._LOOPS) == 1
+    for (weights, history), i in zip(in_a_row, (0, 1, 0, 0)):
+        assert _bitwise(weights, fresh[i][0])
+        assert _bitwise(history, fresh[i][1])
+    assert not _bitwise(fresh[0][0], fresh[1][0])
+
+
+def test_one_layout_is_traced_once(no_loops):
+    x, y = _teacher_data()
+    for i in range(3):
+        model = _model(seed=i + 1)
+        retraining.retrain(model, _random_masks(model, seed=i), x, y, steps=40, batch_size=16,
+                           log_every=20, learning_rate=10.0 ** -(i + 2), seed=i,
+                           eval_sets={"train": (x, y)})
+    (loop,) = retraining._LOOPS.values()
+    assert loop.run.experimental_get_tracing_count() == 1
+    # Another batch size is another layout; only the most recent _MAX_LOOPS loops are kept.
+    for batch_size in (8, 10, 12, 14, 18):
+        model = _model()
+        retraining.retrain(model, _random_masks(model), x, y, steps=5, batch_size=batch_size)
+    assert len(retraining._LOOPS) == retraining._MAX_LOOPS
+    assert [k.batch_size for k in retraining._LOOPS] == [10, 12, 14, 18]
+
+
+def test_a_changed_training_set_is_loaded_again(no_loops):
+    """Writeable data are copied in at every call; read-only data once, unless their owner was
+    made writeable, changed and frozen again (the key samples the values)."""
+    def run(x, y):
+        model = _model()
+        retraining.retrain(model, _random_masks(model), x, y, steps=40, batch_size=16)
+        return model.get_weights()
+
+    def fresh(x, y):
+        retraining._LOOPS.clear()
+        return run(x.copy(), y.copy())
+
+    x, y = _teacher_data()
+    run(x, y)
+    x *= -1.0
+    y[:] = y[::-1]
+    assert _bitwise(run(x, y), fresh(x, y))
+    frozen = x.copy()
+    frozen.flags.writeable = False
+    run(frozen, y)
+    frozen.flags.writeable = True
+    frozen *= 0.5
+    frozen.flags.writeable = False
+    assert _bitwise(run(frozen, y), fresh(frozen, y))
+
+
+def test_frozen_mark_names_read_only_memory_only():
+    owner = np.arange(12.0).reshape(6, 2).copy()  # owns its memory
+    assert retraining._frozen_mark(owner) is None  # writeable
+    owner.flags.writeable = False
+    a, b = retraining._frozen_mark(owner[2:]), retraining._frozen_mark(owner[2:])
+    assert a[0] is b[0] is owner and a[1] == b[1]  # two views of the same memory
+    assert retraining._frozen_mark(owner[1:])[1] != a[1]
+    view = np.arange(6)[1:]
+    view.flags.writeable = False
+    assert retraining._frozen_mark(view) is None  # its owner can still be written
+    assert retraining._frozen_mark([1, 2]) is None
