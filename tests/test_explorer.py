@@ -8,6 +8,7 @@ from matplotlib.figure import Figure
 
 from helpers import metrics, models, pruning, saliency, seeding
 from helpers.chapters import explorer
+from helpers.post import as_ran
 
 SIZES = (784, 16, 12, 10)
 
@@ -29,14 +30,14 @@ def small_networks(monkeypatch):
 
 
 def counting_saliency(monkeypatch):
+    """Record each scoring: (method, scope), the scope being None for the library's saliencies."""
     calls = []
-    original = saliency.saliency
+    for module, name in ((saliency, "saliency"), (as_ran, "scores")):
+        def counted(model, method, *args, _original=getattr(module, name), **kwargs):
+            calls.append((method, kwargs.get("scope")))
+            return _original(model, method, *args, **kwargs)
 
-    def counted(model, method, *args, **kwargs):
-        calls.append((method, kwargs.get("scope")))
-        return original(model, method, *args, **kwargs)
-
-    monkeypatch.setattr(saliency, "saliency", counted)
+        monkeypatch.setattr(module, name, counted)
     return calls
 
 
@@ -81,7 +82,7 @@ def test_saliencies_are_computed_once_per_setting(small_networks, monkeypatch):
     explorer.view("dropout", "fisher", "layer", 0.6, seed=2)
     explorer.view("dropout", "asran_obd", "layer", 0.6, seed=2)  # row sums depend on the scope
     explorer.view("dropout", "asran_obd", "global", 0.6, seed=2)
-    assert calls == [("obd", "global"), ("fisher", "global"), ("fisher", "global"),
+    assert calls == [("obd", None), ("fisher", None), ("fisher", None),
                      ("asran_obd", "layer"), ("asran_obd", "global")]
     assert small_networks == [("plain", 0), ("dropout", 2)]
 
