@@ -21,6 +21,11 @@ Their means are ``g.du`` and ``du^T H du``, exactly (the quadratic form in
 one pass instead of a Hessian-vector product). The same pass evaluates
 ``E(u + du) - E(u)`` as a mean of per-sample differences. Everything runs in
 float64, so even the tiny loss changes of single deletions are resolved.
+
+``obd_deletion_terms`` and ``single_deletion_terms`` measure a trained network of
+the book on the post's 55,000 training images and keep the result in the on-disk
+cache, keyed by the network's configuration, a digest of its weights and the
+deletions asked for, so that a rerun reads the terms back instead of measuring.
 """
 
 from __future__ import annotations
@@ -32,7 +37,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from helpers import hessian, network, pruning
+from helpers import cache, checks, data, hessian, network, pruning, training
+
+_TERMS = ("first_order", "diagonal", "cross", "actual")
+_SINGLE = ("index", "tensor", "first_order", "saliency", "actual")
 
 
 @dataclass(frozen=True)
@@ -158,18 +166,15 @@ def expand_with_hessian(hessian_matrix: np.ndarray, gradient: np.ndarray, delta:
     vectors in ``trainable_weights`` order (``hessian.flatten``); ``actual``:
     the measured loss change, e.g. from ``expand`` or ``loss_change``.
     """
-    h = np.asarray(hessian_matrix, np.float64)
+    h = checks.numbers(hessian_matrix, "hessian_matrix").astype(np.float64)
     if h.ndim != 2 or h.shape[0] != h.shape[1]:
         raise ValueError(f"hessian_matrix must be square, got shape {h.shape}")
-    g = np.asarray(gradient, np.float64)
-    d = np.asarray(delta, np.float64)
+    g = checks.numbers(gradient, "gradient").astype(np.float64)
+    d = checks.numbers(delta, "delta").astype(np.float64)
     for name, v in (("gradient", g), ("delta", d)):
         if v.shape != (h.shape[0],):
             raise ValueError(f"{name} must be a vector of length {h.shape[0]}, got shape {v.shape}")
-        if not np.all(np.isfinite(v)):
-            raise ValueError(f"{name} contains NaN or infinite values")
-    if isinstance(actual, bool) or not isinstance(actual, (int, float, np.floating)):
-        raise TypeError(f"actual must be a float, got {actual!r}")
+    actual = checks.real(actual, "actual")
     diagonal = 0.5 * float(np.sum(np.diag(h) * d * d))
     return Expansion(first_order=float(g @ d), diagonal=diagonal,
                      cross=float(0.5 * d @ h @ d - diagonal), actual=float(actual))
@@ -203,14 +208,7 @@ def single_deletions(model: keras.Model, x: np.ndarray, y: np.ndarray, index: Se
     x, y = network.check_xy(x, y, chain.input_width, chain.n_classes)
     weights = chain.weights()
     batch_size = network.check_batch_size(batch_size)
-    n_total = sum(w.size for w in weights)
-    index = np.asarray(index)
-    if index.ndim != 1 or index.size == 0 or not np.issubdtype(index.dtype, np.integer) \
-            or index.dtype == bool:
-        raise ValueError("index must be a non-empty 1-D array of integer positions")
-    if index.min() < 0 or index.max() >= n_total:
-        raise ValueError(f"index must lie in [0, {n_total}), got values from {index.min()} "
-                         f"to {index.max()}")
+    index = _check_index(index, sum(w.size for w in weights))
     gradient = hessian.gradient(model, x, y) if gradient is None else gradient
     diagonal = hessian.hessian_diagonal(model, x, y) if diagonal is None else diagonal
     g = hessian.flatten(network.check_like(weights, gradient, "gradient", np.float64))
@@ -249,6 +247,57 @@ def single_deletions(model: keras.Model, x: np.ndarray, y: np.ndarray, index: Se
             sums[sel] += change.numpy()
     return SingleDeletions(index=index.copy(), tensor=tensor, first_order=-g[index] * u[index],
                            saliency=0.5 * h[index] * u[index] ** 2, actual=sums / len(x))
+
+
+def obd_deletion_terms(trained: training.TrainedModel, fractions: Sequence[float]) -> list[Expansion]:
+    """Every term of the expansion for OBD's deletion set of each of ``fractions``, cached on disk.
+
+    Chapter "Do the assumptions hold?". The set of fraction f holds the f lowest-saliency
+    parameters of ``trained.model`` (``s_k = h_kk u_k^2 / 2``, one ranking over the whole
+    network, ``pruning.prune_masks``); gradient, Hessian diagonal and loss are those of the mean
+    cross-entropy over the post's 55,000 training images. The terms come from one ``expand_many``
+    pass; they are read back from the cache when the network's configuration, its weights and the
+    fractions are those of an earlier call.
+    """
+    weights = _trained_weights(trained)
+    fractions = checks.fractions(fractions)
+    key = {**_network_key(trained, weights), "fractions": fractions}
+
+    def build() -> dict[str, np.ndarray]:
+        model = trained.model
+        (x, y), _ = data.load_post_split()
+        diagonal = hessian.hessian_diagonal(model, x, y)
+        scores = [0.5 * h * w.astype(np.float64) ** 2 for h, w in zip(diagonal, weights)]
+        deltas = [deletion(model, pruning.prune_masks(scores, f)) for f in fractions]
+        terms = expand_many(model, x, y, deltas, diagonal=diagonal)
+        return {name: np.array([getattr(t, name) for t in terms]) for name in _TERMS}
+
+    arrays = cache.fetch("taylor_obd_sets", key, build, version=cache.code_version(__name__))
+    return [Expansion(**{name: float(arrays[name][i]) for name in _TERMS})
+            for i in range(len(fractions))]
+
+
+def single_deletion_terms(trained: training.TrainedModel, index: Sequence[int]) -> SingleDeletions:
+    """``single_deletions`` of the parameters at ``index`` of ``trained.model``, cached on disk.
+
+    Chapter "Do the assumptions hold?". ``index``: flat positions in ``trainable_weights``
+    order. Loss, gradient and Hessian diagonal are those of the mean cross-entropy over the
+    post's 55,000 training images; the result is read back from the cache when the network's
+    configuration, its weights and ``index`` are those of an earlier call.
+    """
+    weights = _trained_weights(trained)
+    index = _check_index(index, sum(w.size for w in weights))
+    key = {**_network_key(trained, weights), "index": [int(i) for i in index]}
+
+    def build() -> dict[str, np.ndarray]:
+        model = trained.model
+        (x, y), _ = data.load_post_split()
+        single = single_deletions(model, x, y, index, gradient=hessian.gradient(model, x, y),
+                                  diagonal=hessian.hessian_diagonal(model, x, y))
+        return {name: getattr(single, name) for name in _SINGLE}
+
+    arrays = cache.fetch("taylor_single", key, build, version=cache.code_version(__name__))
+    return SingleDeletions(**{name: arrays[name] for name in _SINGLE})
 
 
 def dormant(model: keras.Model, x: np.ndarray) -> list[np.ndarray]:
@@ -326,6 +375,30 @@ def _layers64(weights: list[np.ndarray], layout: tuple[bool, ...]) -> tuple[tupl
     kernels, biases = network.kernels_and_biases(
         [tf.constant(w, tf.float64) for w in weights], layout)
     return tuple(kernels), tuple(biases)
+
+
+def _check_index(index: object, n_total: int) -> np.ndarray:
+    """Require a non-empty 1-D integer array of flat parameter positions in ``[0, n_total)``."""
+    index = np.asarray(index)
+    if index.ndim != 1 or index.size == 0 or not np.issubdtype(index.dtype, np.integer) \
+            or index.dtype == bool:
+        raise ValueError("index must be a non-empty 1-D array of integer positions")
+    if index.min() < 0 or index.max() >= n_total:
+        raise ValueError(f"index must lie in [0, {n_total}), got values from {index.min()} "
+                         f"to {index.max()}")
+    return index
+
+
+def _trained_weights(trained: object) -> list[np.ndarray]:
+    """The weights of a ``training.TrainedModel``'s MLP, ``trainable_weights`` order."""
+    if not isinstance(trained, training.TrainedModel):
+        raise TypeError(f"trained must be a training.TrainedModel, got {type(trained).__name__}")
+    return network.dense_chain(trained.model).weights()
+
+
+def _network_key(trained: training.TrainedModel, weights: list[np.ndarray]) -> dict[str, object]:
+    """A trained network's part of a cache key: its configuration and a digest of its weights."""
+    return {"network": trained.config.to_dict(), "weights": cache.checksum(weights)}
 
 
 def _is_weight_list(arrays: object) -> bool:

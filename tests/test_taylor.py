@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from conftest import small_data, small_mlp
-from helpers import hessian, metrics, pruning, taylor
+from helpers import data, hessian, metrics, models, pruning, seeding, taylor, training
 from helpers.post import observations
 
 SHAPES = [(6, 5, 4, 3), (4, 7, 2), (5, 3, 3, 3, 4)]
@@ -219,6 +219,14 @@ def test_arguments_are_checked_before_work():
         taylor.expand_with_hessian(np.eye(3), np.zeros(3), np.zeros(4), 0.0)
     with pytest.raises(TypeError, match="actual"):
         taylor.expand_with_hessian(np.eye(3), np.zeros(3), np.zeros(3), "0")
+    with pytest.raises(ValueError, match="actual"):
+        taylor.expand_with_hessian(np.eye(3), np.zeros(3), np.zeros(3), float("nan"))
+    with pytest.raises(ValueError, match="gradient"):
+        taylor.expand_with_hessian(np.eye(3), np.array([0.0, np.inf, 0.0]), np.zeros(3), 0.0)
+    with pytest.raises(ValueError, match="hessian_matrix"):
+        taylor.expand_with_hessian(np.full((3, 3), np.nan), np.zeros(3), np.zeros(3), 0.0)
+    with pytest.raises(TypeError, match="delta"):
+        taylor.expand_with_hessian(np.eye(3), np.zeros(3), np.array(["a", "b", "c"]), 0.0)
 
 
 def test_format_terms_lists_every_term():
@@ -260,3 +268,83 @@ def test_dormant_parameters_have_no_gradient_no_curvature_and_no_effect():
     assert np.all(single.saliency == 0) and np.all(single.first_order == 0)
     with pytest.raises(ValueError, match="x"):
         taylor.dormant(model, x[:, :3])
+
+
+# --------------------------------------------------------------------------- cached on disk
+
+STAND_IN = (784, 6, 5, 10)
+
+
+def stand_in(monkeypatch):
+    """A small network of the book's input and output widths, and 300 random images in place
+    of the post's training split."""
+    rng = np.random.default_rng(0)
+    x = rng.random((300, 784), dtype=np.float32)
+    y = rng.integers(0, 10, 300)
+    monkeypatch.setattr(data, "load_post_split", lambda: ((x, y), (x[:10], y[:10])))
+    seeding.set_seed(3)
+    model = models.mlp(STAND_IN, init_stddev=0.3, bias_init=0.05)
+    return training.TrainedModel(model, training.TrainConfig(layer_sizes=STAND_IN, seed=3), {}), x, y
+
+
+def refuse(*args, **kwargs):
+    raise AssertionError("computed although the result is cached")
+
+
+def test_obd_deletion_terms_are_expand_many_on_obd_sets_and_cached(monkeypatch, isolated_cache):
+    trained, x, y = stand_in(monkeypatch)
+    model = trained.model
+    fractions = [0.05, 0.2, 0.5]
+    got = taylor.obd_deletion_terms(trained, fractions)
+    diagonal = hessian.hessian_diagonal(model, x, y)
+    scores = [0.5 * h * w.astype(np.float64) ** 2 for h, w in zip(diagonal, model.get_weights())]
+    deltas = [taylor.deletion(model, pruning.prune_masks(scores, f)) for f in fractions]
+    want = taylor.expand_many(model, x, y, deltas, diagonal=diagonal)
+    assert [e.as_dict() for e in got] == [e.as_dict() for e in want]  # bit for bit
+    assert got[-1].actual > 0
+
+    monkeypatch.setattr(taylor, "expand_many", refuse)
+    assert taylor.obd_deletion_terms(trained, fractions) == got  # read back from the cache
+    with pytest.raises(AssertionError, match="cached"):
+        taylor.obd_deletion_terms(trained, [0.05, 0.2])  # other fractions: another entry
+    weights = model.get_weights()
+    weights[0][0, 0] += 1.0
+    model.set_weights(weights)
+    with pytest.raises(AssertionError, match="cached"):
+        taylor.obd_deletion_terms(trained, fractions)  # other weights: another entry
+
+
+def test_single_deletion_terms_are_single_deletions_and_cached(monkeypatch, isolated_cache):
+    trained, x, y = stand_in(monkeypatch)
+    model = trained.model
+    index = np.array([3, 700, 784 * 6 + 2, 784 * 6 + 6 + 7, 4800])
+    got = taylor.single_deletion_terms(trained, index)
+    want = taylor.single_deletions(model, x, y, index, gradient=hessian.gradient(model, x, y),
+                                   diagonal=hessian.hessian_diagonal(model, x, y))
+    for name in ("index", "tensor", "first_order", "saliency", "actual", "remainder"):
+        np.testing.assert_array_equal(getattr(got, name), getattr(want, name))
+
+    monkeypatch.setattr(taylor, "single_deletions", refuse)
+    again = taylor.single_deletion_terms(trained, list(index))
+    np.testing.assert_array_equal(again.actual, got.actual)
+    with pytest.raises(AssertionError, match="cached"):
+        taylor.single_deletion_terms(trained, index[:3])
+
+
+def test_cached_terms_check_their_arguments_before_work(monkeypatch, isolated_cache):
+    trained, _, _ = stand_in(monkeypatch)
+    monkeypatch.setattr(data, "load_post_split", refuse)
+    with pytest.raises(TypeError, match="trained"):
+        taylor.obd_deletion_terms(trained.model, [0.1])
+    with pytest.raises(ValueError, match="fractions"):
+        taylor.obd_deletion_terms(trained, [0.1, 1.5])
+    with pytest.raises(ValueError, match="fractions"):
+        taylor.obd_deletion_terms(trained, [])
+    with pytest.raises(TypeError, match="fractions"):
+        taylor.obd_deletion_terms(trained, 0.1)
+    with pytest.raises(TypeError, match="trained"):
+        taylor.single_deletion_terms("network", [0])
+    with pytest.raises(ValueError, match="index"):
+        taylor.single_deletion_terms(trained, [0, 784 * 6 + 6 + 30 + 5 + 50 + 10])
+    with pytest.raises(ValueError, match="index"):
+        taylor.single_deletion_terms(trained, [0.5])
