@@ -281,8 +281,13 @@ def test_accuracy_memo_measures_each_pruned_network_once(monkeypatch):
     plain = [as_ran.obd_as_ran(*args, x_test, y_test, batch_size=16, batch_order="file")]
     plain.append(as_ran.obd_as_ran(*args, x_test[:30], y_test[:30], batch_size=16, batch_order="file"))
     calls = []
-    measure = as_ran.metrics.accuracy
-    monkeypatch.setattr(as_ran.metrics, "accuracy", lambda *a: calls.append(1) or measure(*a))
+    make_scorer = as_ran.metrics.scorer
+
+    def counting_scorer(*args):
+        score = make_scorer(*args)
+        return lambda weights: calls.append(1) or score(weights)
+
+    monkeypatch.setattr(as_ran.metrics, "scorer", counting_scorer)
     memo = {}
     first = as_ran.obd_as_ran(*args, x_test, y_test, batch_size=16, batch_order="file", accuracy_memo=memo)
     assert len(memo) == len(calls) == 2
