@@ -341,7 +341,7 @@ def fill(worker: Callable[..., object], jobs: Sequence[tuple], entries: Callable
     if environment is not None and not callable(environment):
         raise TypeError(f"environment must be callable or None, got {environment!r}")
     jobs = _check_jobs(jobs)
-    processes = checks.integer(os.cpu_count() or 1 if processes is None else processes, "processes")
+    processes = checks.integer((os.cpu_count() or 1) if processes is None else processes, "processes")
     missing = [job for job in dict.fromkeys(jobs) if not all(e.present() for e in entries(*job))]
     if environment is None:
         build_side_by_side(worker, missing, processes=processes)
@@ -365,7 +365,7 @@ def build_side_by_side(function: Callable[..., object], jobs: Sequence[tuple], *
     if not callable(function):
         raise TypeError(f"function must be callable, got {type(function).__name__}")
     jobs = _check_jobs(jobs)
-    processes = checks.integer(os.cpu_count() or 1 if processes is None else processes, "processes")
+    processes = checks.integer((os.cpu_count() or 1) if processes is None else processes, "processes")
     if len(jobs) < 2 or processes == 1:
         return
     _in_processes(function, jobs, processes, {})
