@@ -136,15 +136,14 @@ def gradient_pass(model: keras.Model, batches: Batches) -> Callable[[], list[np.
 
 _DIAGONAL_STEPS = {"exact": hessian._exact_batch, "lecun": hessian._lecun_batch,
                    "fisher": hessian._fisher_batch}
+#: The row of section 1 that times what the post's code computed: ``hessian.hessian_row_sums``.
+ROW_SUMS = "the post's row sums H·1 (hessian_row_sums)"
 
 
 def diagonal_pass(model: keras.Model, batches: Batches, method: str) -> Callable[[], list[np.ndarray]]:
     """``hessian.hessian_diagonal`` from prepared batches: its compiled step per batch, no checks."""
     chain = network.dense_chain(model)
     n_images = _n_images(batches)
-    if method == "row_sum":
-        ones = [tf.ones_like(v) for v in model.trainable_weights]
-        return lambda: hvp_pass(model, batches, ones, n_images)
     kernels, biases = hessian._parameters(chain)
     step_and_add = hessian._step_and_add(_DIAGONAL_STEPS[method])
 
@@ -155,6 +154,13 @@ def diagonal_pass(model: keras.Model, batches: Batches, method: str) -> Callable
         return [t.numpy() / np.float32(n_images) for t in hessian._align(chain, totals)]
 
     return run
+
+
+def row_sums_pass(model: keras.Model, batches: Batches) -> Callable[[], list[np.ndarray]]:
+    """``hessian.hessian_row_sums`` (global scope) from prepared batches: H times a vector of ones."""
+    ones = [tf.ones_like(v) for v in model.trainable_weights]
+    n_images = _n_images(batches)
+    return lambda: hvp_pass(model, batches, ones, n_images)
 
 
 def hvp_pass(model: keras.Model, batches: Batches, vectors: list[tf.Tensor],
@@ -174,6 +180,7 @@ def second_derivatives(model: keras.Model, batches: Batches, sizes: Sizes) -> Co
                         batches, batch, n_images)
     methods = [Workload(method, diagonal_pass(model, batches, method), batches, batch, n_images)
                for method in hessian.METHODS]
+    methods.append(Workload(ROW_SUMS, row_sums_pass(model, batches), batches, batch, n_images))
     # The naive way: one Hessian-vector product per parameter, timed on a few.
     n_params = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
     units = []
@@ -194,7 +201,8 @@ def second_derivatives(model: keras.Model, batches: Batches, sizes: Sizes) -> Co
               f"batch {batch}",
         timed="one pass over tensor batches made before timing: per batch one compiled call "
               "(baseline: Keras forward pass, mean cross-entropy, gradient; methods: the "
-              "`helpers.hessian` step) added to running totals, then the totals to NumPy",
+              "`helpers.hessian` step, for the row sums its Hessian-vector product) added to "
+              "running totals, then the totals to NumPy",
         unit="image", baselines=(baseline,), methods=tuple(methods), repeats=sizes.repeats)
 
 
@@ -210,7 +218,7 @@ def sweep_vectorised(model: keras.Model, scores: list[np.ndarray], fractions: li
         ks = np.asarray(pruning._ks(scores, fractions, "global"), np.int32)
         acc = pruning._sweep_graph(tuple(tf.constant(w) for w in chain.weights()),
                                    tuple(tf.constant(r) for r in ranks), tf.constant(ks),
-                                   *test, chain.layout)
+                                   *test, chain.structure)
         return acc.numpy().astype(np.float64)
 
     return run
@@ -337,27 +345,39 @@ def training_steps(build: Callable[[], keras.Model], x: np.ndarray, y: np.ndarra
 
 # --- timing and tables ------------------------------------------------------------------------
 
-def interleaved(workloads: Sequence[Workload], repeats: int) -> list[float]:
-    """Best time of each workload (times its ``scale``), calling them in turn ``repeats`` times."""
+def interleaved(workloads: Sequence[Workload], repeats: int,
+                loads: list[float] | None = None) -> list[float]:
+    """Best time of each workload (times its ``scale``), calling them in turn ``repeats`` times.
+
+    If ``loads`` is given, the one-minute load average is appended to it before every round
+    and after the last, so that the table can say how busy the machine was.
+    """
     for w in workloads:  # warm up: tracing and caches
         w.run()
     best = [math.inf] * len(workloads)
     for _ in range(repeats):
+        if loads is not None:
+            loads.append(os.getloadavg()[0])
         for i, w in enumerate(workloads):
             start = time.perf_counter()
             w.run()
             best[i] = min(best[i], time.perf_counter() - start)
+    if loads is not None:
+        loads.append(os.getloadavg()[0])
     return [t * w.scale for t, w in zip(best, workloads)]
 
 
 PER_UNIT = {"image": ("µs per image", 1e6), "level": ("ms per level", 1e3), "step": ("ms per step", 1e3)}
 
 
-def table(comparison: Comparison, times: Sequence[float]) -> str:
+def table(comparison: Comparison, times: Sequence[float], loads: Sequence[float] = ()) -> str:
+    """The comparison as a Markdown table; ``loads`` (from ``interleaved``) adds the load average."""
     reference = min(times[:len(comparison.baselines)])
     per_name, factor = PER_UNIT[comparison.unit]
+    load = (f"; one-minute load average {min(loads):.1f} to {max(loads):.1f} on "
+            f"{os.cpu_count()} cores while timing" if loads else "")
     lines = [f"**{comparison.title}**", "",
-             f"Timed: {comparison.timed}. Best of {comparison.repeats}, interleaved.", "",
+             f"Timed: {comparison.timed}. Best of {comparison.repeats}, interleaved{load}.", "",
              f"| what | time (s) | {per_name} | × fastest baseline |", "|---|---:|---:|---:|"]
     for i, (w, t) in enumerate(zip(comparison.workloads, times)):
         label = f"baseline: {w.label}" if i < len(comparison.baselines) else w.label
@@ -394,7 +414,9 @@ def main() -> None:
              f"({'--quick' if args.quick else 'full run'}).\n"]
     for build in comparisons(sizes):
         comparison = build()
-        parts.append(table(comparison, interleaved(comparison.workloads, comparison.repeats)))
+        loads: list[float] = []
+        times = interleaved(comparison.workloads, comparison.repeats, loads)
+        parts.append(table(comparison, times, loads))
         print(parts[-1], flush=True)
     if args.write:
         args.write.write_text("\n".join(parts))

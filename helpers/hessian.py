@@ -24,9 +24,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from helpers import network
+from helpers import checks, network
 
-METHODS = ("exact", "lecun", "fisher", "row_sum")
+METHODS = ("exact", "lecun", "fisher")
 ROW_SUM_SCOPES = ("global", "layer")
 
 
@@ -36,16 +36,13 @@ def hessian_diagonal(model: keras.Model, x: np.ndarray, y: np.ndarray, method: s
 
     ``method``: ``"exact"`` (the true diagonal), ``"lecun"`` (LeCun et al. 1990's
     backpropagated approximation, off-diagonal terms dropped at every layer),
-    ``"fisher"`` (mean squared per-sample gradient) or ``"row_sum"`` (H times a
-    vector of ones, what the post's code computed).
+    ``"fisher"`` (mean squared per-sample gradient). What the post's code computed
+    instead, the row sums ``H @ 1``, is :func:`hessian_row_sums`.
     """
-    if not isinstance(method, str) or method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    method = checks.choice(method, "method", METHODS)
     chain = network.dense_chain(model)
     x, y = network.check_xy(x, y, chain.input_width, chain.n_classes)
     batch_size = network.check_batch_size(batch_size)
-    if method == "row_sum":
-        return hessian_row_sums(model, x, y, scope="global", batch_size=batch_size)
     kernels, biases = _parameters(chain)
     step = {"exact": _exact_batch, "lecun": _lecun_batch, "fisher": _fisher_batch}[method]
     totals = _accumulate(step, x, y, batch_size, kernels, biases)
@@ -60,8 +57,7 @@ def hessian_row_sums(model: keras.Model, x: np.ndarray, y: np.ndarray, scope: st
     scripts); ``scope="layer"`` sums only within the variable's own diagonal
     block (its layer-wise scripts). Chapter "What the post's code computed".
     """
-    if not isinstance(scope, str) or scope not in ROW_SUM_SCOPES:
-        raise ValueError(f"scope must be one of {ROW_SUM_SCOPES}, got {scope!r}")
+    scope = checks.choice(scope, "scope", ROW_SUM_SCOPES)
     chain = network.dense_chain(model)
     x, y = network.check_xy(x, y, chain.input_width, chain.n_classes)
     batch_size = network.check_batch_size(batch_size)
@@ -145,9 +141,14 @@ def flatten(tensors: Sequence[np.ndarray]) -> np.ndarray:
 # --- internals -------------------------------------------------------------------------------
 
 def _parameters(chain: network.DenseChain):
-    kernels = [layer.kernel for layer in chain.layers]
-    biases = [layer.bias if layer.use_bias else tf.zeros(layer.kernel.shape[1])
-              for layer in chain.layers]
+    """Each Dense layer's kernel and bias as tensors (zeros for a layer without bias).
+
+    The values are read once, so that every compiled call receives plain tensors:
+    passing the Keras variables themselves costs a millisecond or more per call.
+    """
+    kernels = [tf.convert_to_tensor(layer.kernel) for layer in chain.layers]
+    biases = [tf.convert_to_tensor(layer.bias) if layer.use_bias
+              else tf.zeros(layer.kernel.shape[1]) for layer in chain.layers]
     return kernels, biases
 
 
@@ -198,16 +199,24 @@ def _exact_batch(x, y, kernels, biases):
     inputs, masks, logits = network.forward_trace(x, kernels, biases)
     p = tf.nn.softmax(logits)
     sqrt_p = tf.sqrt(p)
-    n_classes = tf.shape(p)[1]
-    # delta[n, c, k] = sqrt(p_c) * (1[k == c] - p_k): column c of B for sample n.
-    delta = sqrt_p[:, :, None] * (tf.eye(n_classes)[None] - p[:, None, :])
+    n, n_classes = tf.shape(p)[0], tf.shape(p)[1]
+    # delta[n, c, k] = sqrt(p_c) * (1[k == c] - p_k): column c of B for sample n. Built as
+    # sqrt(p_c) * (0 - p_k) with sqrt(p_c) * (1 - p_c) set on the diagonal: the same
+    # products as subtracting p from an identity, without broadcasting both operands.
+    delta = tf.linalg.set_diag(sqrt_p[:, :, None] * (0.0 - p)[:, None, :], sqrt_p * (1.0 - p))
     deltas_sq = [tf.reduce_sum(tf.square(delta), axis=1)]
-    n = tf.shape(p)[0]
-    for w, mask in zip(reversed(kernels[1:]), reversed(masks)):
+    layers = list(zip(reversed(kernels[1:]), reversed(masks)))
+    for i, (w, mask) in enumerate(layers):
         # All ten columns of B at once: rows (sample, c) in one matmul per layer.
         back = tf.matmul(tf.reshape(delta, (n * n_classes, -1)), w, transpose_b=True)
-        delta = tf.reshape(back, (n, n_classes, -1)) * mask[:, None, :]
-        deltas_sq.append(tf.reduce_sum(tf.square(delta), axis=1))
+        back = tf.reshape(back, (n, n_classes, -1))
+        if i == len(layers) - 1:
+            # The first layer's columns are not backpropagated further, so its 0/1 mask,
+            # the same for all ten columns, is applied to their sum of squares instead.
+            deltas_sq.append(tf.reduce_sum(tf.square(back), axis=1) * mask)
+        else:
+            delta = back * mask[:, None, :]
+            deltas_sq.append(tf.reduce_sum(tf.square(delta), axis=1))
     return _outer_sums(inputs, deltas_sq[::-1])
 
 

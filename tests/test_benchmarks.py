@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from helpers import hessian, pruning
 from conftest import small_data, small_mlp
@@ -32,23 +31,33 @@ def test_second_derivatives_read_the_same_prepared_batches():
     model, (x, y) = small_mlp(), small_data(n=40)
     batches = run.prepare_batches(model, x, y, SIZES.batch_size)
     assert [int(xb.shape[0]) for xb, _ in batches] == [16, 16, 8]
-    assert all(isinstance(t, tf.Tensor) for pair in batches for t in pair)
+    # The batches hold the images and labels in order, none dropped or repeated.
+    np.testing.assert_array_equal(np.concatenate([xb.numpy() for xb, _ in batches]), x)
+    np.testing.assert_array_equal(np.concatenate([yb.numpy() for _, yb in batches]), y)
     comparison = run.second_derivatives(model, batches, SIZES)
     _same_work(comparison, batches, 16, 40)
-    assert [w.label for w in comparison.methods[:4]] == list(hessian.METHODS)
+    labels = [w.label for w in comparison.methods]
+    assert labels[:len(hessian.METHODS) + 1] == [*hessian.METHODS, run.ROW_SUMS]
     n_params = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
     assert comparison.methods[-1].scale == n_params / 2
 
 
 def test_timed_regions_compute_what_the_public_functions_compute():
-    """The baseline is the mean-loss gradient; each method row gives hessian_diagonal's result."""
+    """The baseline is the mean-loss gradient; each diagonal row gives hessian_diagonal's result
+    and the row-sum row hessian_row_sums', bit for bit (the same compiled steps, batches and sums)."""
     model, (x, y) = small_mlp(), small_data(n=40)
     comparison = run.second_derivatives(model, run.prepare_batches(model, x, y, 16), SIZES)
     for got, want in zip(comparison.baselines[0].run(), hessian.gradient(model, x, y, batch_size=16)):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
-    for w in comparison.methods[:4]:
-        for got, want in zip(w.run(), hessian.hessian_diagonal(model, x, y, w.label, batch_size=16)):
-            np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6, err_msg=w.label)
+    rows = {w.label: w for w in comparison.methods}
+    expected = {method: hessian.hessian_diagonal(model, x, y, method, batch_size=16)
+                for method in hessian.METHODS}
+    expected[run.ROW_SUMS] = hessian.hessian_row_sums(model, x, y, batch_size=16)
+    for label, want in expected.items():
+        got = rows[label].run()
+        assert len(got) == len(want), label
+        for g, v in zip(got, want):
+            np.testing.assert_array_equal(g, v, err_msg=label)
 
 
 def test_sweep_baseline_and_method_evaluate_the_same_levels():
@@ -83,3 +92,10 @@ def test_table_states_repeats_and_divides_by_the_fastest_baseline():
     assert "Best of 3, interleaved" in text and "what is timed" in text
     assert "| baseline: slow | 4.000 | 400 | 2.00 |" in text
     assert "| ours | 1.000 | 100 | 0.50 |" in text
+    assert "load average" not in text
+    loads = []
+    times = run.interleaved(comparison.workloads, 3, loads)
+    assert len(times) == len(comparison.workloads)
+    assert len(loads) == 3 + 1  # before every round and after the last
+    text = run.table(comparison, [4.0, 2.0, 1.0], [0.4, 1.3, 0.9])
+    assert "interleaved; one-minute load average 0.4 to 1.3 on" in text

@@ -43,7 +43,7 @@ def test_row_sums_equal_brute_force(sizes):
     # Row sums can cancel to ~0 (exactly 0 for a one-layer net), so measure the
     # error against the size of the terms being summed.
     scale = np.abs(H).sum(axis=1).max()
-    row_sum = hessian.flatten(hessian.hessian_diagonal(model, x, y, "row_sum", batch_size=9))
+    row_sum = hessian.flatten(hessian.hessian_row_sums(model, x, y, batch_size=9))
     assert np.max(np.abs(row_sum - H.sum(axis=1))) / scale < 1e-5
     sizes_ = [w.size for w in model.get_weights()]
     edges = np.cumsum([0] + sizes_)
