@@ -249,7 +249,8 @@ def single_deletions(model: keras.Model, x: np.ndarray, y: np.ndarray, index: Se
                            saliency=0.5 * h[index] * u[index] ** 2, actual=sums / len(x))
 
 
-def obd_deletion_terms(trained: training.TrainedModel, fractions: Sequence[float]) -> list[Expansion]:
+def obd_deletion_terms(trained: training.TrainedModel, fractions: Sequence[float], *,
+                       dormant_last: bool = False) -> list[Expansion]:
     """Every term of the expansion for OBD's deletion set of each of ``fractions``, cached on disk.
 
     Chapter "Do the assumptions hold?". The set of fraction f holds the f lowest-saliency
@@ -257,17 +258,22 @@ def obd_deletion_terms(trained: training.TrainedModel, fractions: Sequence[float
     network, ``pruning.prune_masks``); gradient, Hessian diagonal and loss are those of the mean
     cross-entropy over the post's 55,000 training images. The terms come from one ``expand_many``
     pass; they are read back from the cache when the network's configuration, its weights and the
-    fractions are those of an earlier call.
+    fractions are those of an earlier call. With ``dormant_last`` the parameters that no training
+    image reaches (``dormant``) are ranked last, so kept (the chapter's fine walk, section 5).
     """
     weights = _trained_weights(trained)
     fractions = checks.fractions(fractions)
-    key = {**_network_key(trained, weights), "fractions": fractions}
+    dormant_last = checks.flag(dormant_last, "dormant_last")
+    key = {**_network_key(trained, weights), "fractions": fractions, "dormant_last": dormant_last}
 
     def build() -> dict[str, np.ndarray]:
         model = trained.model
         (x, y), _ = data.load_post_split()
         diagonal = hessian.hessian_diagonal(model, x, y)
         scores = [0.5 * h * w.astype(np.float64) ** 2 for h, w in zip(diagonal, weights)]
+        if dormant_last:
+            top = 2 * max(s.max() for s in scores)
+            scores = [np.where(d, top, s) for s, d in zip(scores, dormant(model, x))]
         deltas = [deletion(model, pruning.prune_masks(scores, f)) for f in fractions]
         terms = expand_many(model, x, y, deltas, diagonal=diagonal)
         return {name: np.array([getattr(t, name) for t in terms]) for name in _TERMS}
